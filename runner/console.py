@@ -1,0 +1,140 @@
+"""The revenue-protection summary for a person at a terminal (rich)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from runner.errors import ExitCode
+from runner.report_json import Outcome
+from runner.results import FAILING, Status
+from runner.summary import TierSummary, money
+
+_VERDICT = {
+    ExitCode.OK: ("PASSED", "bold green"),
+    ExitCode.TESTS_FAILED: ("FAILED", "bold red"),
+    ExitCode.GATE_FAILED: ("GATE NOT MET", "bold yellow"),
+    ExitCode.RUN_BROKEN: ("RUN BROKEN", "bold red"),
+    ExitCode.INTERRUPTED: ("INTERRUPTED", "bold yellow"),
+}
+
+
+def make_console(stderr: bool = False) -> Console:
+    """Colour only on a terminal and without NO_COLOR; plain lines otherwise."""
+    stream = sys.stderr if stderr else sys.stdout
+    plain = bool(os.environ.get("NO_COLOR")) or not stream.isatty()
+    return Console(
+        file=stream,
+        no_color=plain,
+        highlight=False,
+        soft_wrap=False,
+        width=None if stream.isatty() else 120,
+        emoji=False,
+    )
+
+
+def render_summary(console: Console, outcome: Outcome) -> None:
+    console.print()
+    console.print(_table(outcome))
+    _failures(console, outcome)
+    _notes(console, outcome)
+    _gate(console, outcome)
+    _verdict(console, outcome)
+
+
+def _table(outcome: Outcome) -> Table:
+    table = Table(title="Revenue protection", title_justify="left", show_footer=False)
+    for column in (
+        "Tier",
+        "Tests",
+        "Passed",
+        "Failed",
+        "Skipped",
+        "Protected",
+        "At risk",
+        "Unverified",
+        "Coverage",
+    ):
+        table.add_column(column, justify="left" if column == "Tier" else "right")
+    for row in outcome.summary.tiers:
+        table.add_row(*_cells(row))
+    table.add_section()
+    table.add_row(*_cells(outcome.summary.total), style="bold")
+    return table
+
+
+def _cells(row: TierSummary) -> list[str | Text]:
+    flaky = f" (+{row.flaky} flaky)" if row.flaky else ""
+    return [
+        row.label,
+        f"{row.selected}/{row.registered}",
+        f"{row.passed}{flaky}",
+        Text(str(row.failed), style="red" if row.failed else ""),
+        str(row.skipped),
+        Text(money(row.protected), style="green"),
+        Text(money(row.at_risk), style="red" if row.at_risk else ""),
+        money(row.unverified),
+        f"{row.coverage:.1f}%",
+    ]
+
+
+def _failures(console: Console, outcome: Outcome) -> None:
+    bad = [r for r in outcome.run.entries if r.status in FAILING or r.status is Status.FLAKY]
+    for result in bad:
+        entry = outcome.registry.by_id[result.entry_id]
+        mark = "~" if result.status is Status.FLAKY else "x"
+        first = (
+            (result.message or result.note).splitlines()[0]
+            if (result.message or result.note)
+            else ""
+        )
+        console.print(
+            Text(
+                f"{mark} {entry.id} [{result.status}] tier {entry.tier}, "
+                f"{money(entry.mrr)} MRR ({entry.owner}): {first}",
+                style="yellow" if mark == "~" else "red",
+            )
+        )
+    for owner, mrr in outcome.summary.at_risk_by_owner:
+        console.print(f"  at risk for {owner}: {money(mrr)}")
+
+
+def _notes(console: Console, outcome: Outcome) -> None:
+    for reason in outcome.run.broken:
+        console.print(Text(f"run broken: {reason}", style="bold red"))
+    for warning in outcome.run.warnings:
+        console.print(Text(f"warning: {warning}", style="yellow"))
+    for nodeid in outcome.run.unregistered[:10]:
+        console.print(Text(f"  unregistered: {nodeid}", style="yellow"))
+    not_run = [r for r in outcome.run.entries if r.status is Status.NOT_RUN]
+    if not_run:
+        console.print(
+            Text(f"{len(not_run)} selected tests did not run: {not_run[0].note}", style="yellow")
+        )
+
+
+def _gate(console: Console, outcome: Outcome) -> None:
+    gate = outcome.gate
+    if gate is None:
+        return
+    style = "green" if gate.held else "bold yellow"
+    console.print(Text(f"gate {gate.name!r}: {'held' if gate.held else 'NOT met'}", style=style))
+    for failure in gate.failures:
+        console.print(Text(f"  - {failure}", style="yellow"))
+
+
+def _verdict(console: Console, outcome: Outcome) -> None:
+    label, style = _VERDICT.get(ExitCode(outcome.exit_code), ("DONE", "bold"))
+    total = outcome.summary.total
+    console.print(
+        Text(
+            f"{label}: {money(total.protected)} of {money(total.registered_mrr)} MRR protected "
+            f"({total.coverage:.1f}%), {money(total.at_risk)} at risk, {money(total.unverified)} "
+            f"unverified, in {outcome.run.duration:.2f} s (exit {outcome.exit_code})",
+            style=style,
+        )
+    )

@@ -1,0 +1,175 @@
+"""The only module that starts processes: pytest in a child, in its own process group.
+
+Events are read from a file the child's plugin appends to, so progress and results
+survive whatever happens to the child. On timeout or Ctrl-C the whole group is sent
+SIGTERM, then SIGKILL after a grace period; nothing it started is left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import runner
+from runner.errors import RunBrokenError
+
+POLL_SECONDS = 0.02
+EventHandler = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChildSpec:
+    """How to start one pytest child."""
+
+    root: Path
+    targets: tuple[str, ...]
+    extra_args: tuple[str, ...]
+    spec_file: Path
+    events_file: Path
+    log_file: Path
+    timeout: float
+    grace: float = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChildExit:
+    """How the child ended."""
+
+    returncode: int | None
+    timed_out: bool
+    interrupted: bool
+    duration: float
+
+
+def pytest_argv(spec: ChildSpec) -> list[str]:
+    """An argument list (never a shell string); targets follow `--` so none is an option."""
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "runner.plugin",
+        *spec.extra_args,
+        "--",
+        *spec.targets,
+    ]
+
+
+def child_env(spec: ChildSpec) -> dict[str, str]:
+    """The parent's environment plus where to find the plugin and write events."""
+    env = dict(os.environ)
+    package_parent = str(Path(runner.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    env["UTR_EVENTS"] = str(spec.events_file)
+    env["UTR_SELECTION"] = str(spec.spec_file)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def run_child(spec: ChildSpec, on_event: EventHandler) -> ChildExit:
+    """Run pytest, feeding each event to `on_event` as it arrives."""
+    spec.events_file.touch()
+    started = time.monotonic()
+    with spec.log_file.open("wb") as log:
+        proc = _spawn(spec, log)
+        with _EventTail(spec.events_file, on_event) as tail:
+            timed_out, interrupted = _supervise(proc, spec, tail, started)
+            tail.drain()
+    return ChildExit(
+        returncode=proc.returncode,
+        timed_out=timed_out,
+        interrupted=interrupted,
+        duration=time.monotonic() - started,
+    )
+
+
+def _spawn(spec: ChildSpec, log: Any) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            pytest_argv(spec),
+            cwd=spec.root,
+            env=child_env(spec),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise RunBrokenError(f"cannot start pytest: {exc}") from None
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes], spec: ChildSpec, tail: _EventTail, started: float
+) -> tuple[bool, bool]:
+    deadline = started + spec.timeout
+    try:
+        while proc.poll() is None:
+            tail.drain()
+            if time.monotonic() >= deadline:
+                stop_group(proc, spec.grace)
+                return True, False
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        stop_group(proc, spec.grace)
+        return False, True
+    _kill_leftovers(proc.pid)
+    return False, False
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM the child's process group, then SIGKILL whatever is left after `grace`."""
+    _signal_group(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    _kill_leftovers(proc.pid)
+    proc.wait()
+
+
+def _kill_leftovers(pgid: int) -> None:
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class _EventTail:
+    """Reads complete JSON lines appended to a file; a torn last line waits for more."""
+
+    def __init__(self, path: Path, on_event: EventHandler) -> None:
+        self.path = path
+        self.on_event = on_event
+        self.buffer = b""
+
+    def __enter__(self) -> _EventTail:
+        self.handle = self.path.open("rb")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+    def drain(self) -> None:
+        chunk = self.handle.read()
+        if not chunk:
+            return
+        *lines, self.buffer = (self.buffer + chunk).split(b"\n")
+        for line in lines:
+            self._deliver(line)
+
+    def _deliver(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return  # a line torn by a crash carries nothing we can trust
+        if isinstance(event, dict):
+            self.on_event(event)

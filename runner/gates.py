@@ -1,0 +1,83 @@
+"""Stage gates and the run's exit code: the verdict CI acts on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from runner.errors import ExitCode
+from runner.model import Gate, Registry
+from runner.results import FAILING, PROTECTING, EntryResult
+from runner.summary import Summary, money
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateVerdict:
+    name: str
+    held: bool
+    failures: tuple[str, ...] = ()
+
+
+def evaluate_gate(
+    gate: Gate, registry: Registry, results: Iterable[EntryResult], summary: Summary
+) -> GateVerdict:
+    """Check each condition of `gate`; every unmet one is named with how far it fell short."""
+    results = list(results)
+    failures = [*_tier_failures(gate, registry, results), *_all_failures(gate, results)]
+    total = summary.total
+    if gate.min_protected_percent is not None and total.coverage < gate.min_protected_percent:
+        failures.append(
+            f"protected MRR is {total.coverage:.1f}% of registered, below "
+            f"{gate.min_protected_percent:g}% (short by "
+            f"{money(_short_by_percent(gate.min_protected_percent, summary))})"
+        )
+    if gate.min_protected_mrr is not None and total.protected < gate.min_protected_mrr:
+        failures.append(
+            f"protected MRR is {money(total.protected)}, below "
+            f"{money(gate.min_protected_mrr)} (short by "
+            f"{money(gate.min_protected_mrr - total.protected)})"
+        )
+    return GateVerdict(name=gate.name, held=not failures, failures=tuple(failures))
+
+
+def _short_by_percent(percent: float, summary: Summary) -> float:
+    return percent / 100.0 * summary.total.registered_mrr - summary.total.protected
+
+
+def _tier_failures(gate: Gate, registry: Registry, results: list[EntryResult]) -> list[str]:
+    out = []
+    for tier in gate.require_tiers:
+        bad = [
+            r
+            for r in results
+            if registry.by_id[r.entry_id].tier == tier and r.status not in PROTECTING
+        ]
+        if bad:
+            mrr = sum(registry.by_id[r.entry_id].mrr for r in bad)
+            out.append(
+                f"tier {tier}: {len(bad)} selected tests did not pass ({money(mrr)} MRR): "
+                + ", ".join(f"{r.entry_id} ({r.status})" for r in bad[:5])
+            )
+    return out
+
+
+def _all_failures(gate: Gate, results: list[EntryResult]) -> list[str]:
+    bad = [r for r in results if r.status not in PROTECTING]
+    if gate.require_all and bad:
+        return [f"require_all: {len(bad)} of {len(results)} selected tests did not pass"]
+    return []
+
+
+def exit_code(
+    *, interrupted: bool, broken: bool, results: Iterable[EntryResult], gate: GateVerdict | None
+) -> ExitCode:
+    """The first of 130, 5, 1, 4 that holds wins; else 0."""
+    if interrupted:
+        return ExitCode.INTERRUPTED
+    if broken:
+        return ExitCode.RUN_BROKEN
+    if any(r.status in FAILING for r in results):
+        return ExitCode.TESTS_FAILED
+    if gate is not None and not gate.held:
+        return ExitCode.GATE_FAILED
+    return ExitCode.OK

@@ -1,0 +1,82 @@
+"""The registry as frozen data: what each test is worth and how it is run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+IMPLEMENTED = "implemented"
+PENDING = "pending"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Level:
+    name: str
+    description: str
+    timeout: float
+    includes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tier:
+    number: int
+    name: str
+    retries: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Gate:
+    """A stage gate: conditions a finished run must meet for CI to go on."""
+
+    name: str
+    require_tiers: tuple[int, ...] = ()
+    require_all: bool = False
+    min_protected_percent: float | None = None
+    min_protected_mrr: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entry:
+    """One registered revenue-critical test (a file, directory or node id)."""
+
+    id: str
+    name: str
+    tier: int
+    mrr: float
+    level: str
+    path: str
+    status: str = IMPLEMENTED
+    owner: str = "unowned"
+    line: int = 0
+
+    @property
+    def file_part(self) -> str:
+        return self.path.split("::", 1)[0]
+
+    @property
+    def pending(self) -> bool:
+        return self.status == PENDING
+
+
+@dataclass(frozen=True, kw_only=True)
+class Registry:
+    path: Path
+    root: Path
+    version: int
+    default_level: str
+    levels: dict[str, Level]
+    tiers: dict[int, Tier]
+    gates: dict[str, Gate] = field(default_factory=dict)
+    tests: tuple[Entry, ...] = ()
+    suite_roots: tuple[str, ...] = ()
+
+    @cached_property
+    def by_id(self) -> dict[str, Entry]:
+        return {e.id: e for e in self.tests}
+
+    def entry(self, entry_id: str) -> Entry:
+        return self.by_id[entry_id]
+
+    def total_mrr(self, tier: int | None = None) -> float:
+        return sum(e.mrr for e in self.tests if tier is None or e.tier == tier)

@@ -1,0 +1,284 @@
+"""Run a selection: one pytest child (plus retries), events folded into entry results."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RegistryError
+from runner.events import EventLog, Interruption
+from runner.execute import ChildExit, ChildSpec, run_child
+from runner.model import Entry, Registry
+from runner.results import EntryResult, Status, TestResult, rollup
+from runner.retry import retry_failures
+from runner.select import Selection, level_timeout
+
+EventHandler = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    extra_args: tuple[str, ...] = ()
+    timeout: float | None = None
+    grace: float = 5.0
+    strict: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """Everything a report needs about one run."""
+
+    level: str
+    started_at: str
+    duration: float
+    entries: tuple[EntryResult, ...]
+    unregistered: tuple[str, ...] = ()
+    broken: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    interrupted: bool = False
+    timed_out: bool = False
+    pytest_exit: int | None = None
+    log_file: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_selection(
+    registry: Registry,
+    selection: Selection,
+    options: RunOptions,
+    on_event: EventHandler | None = None,
+) -> RunResult:
+    """Execute the runnable part of `selection`; pending entries stay pending."""
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    clock = time.monotonic()
+    run = _Run(
+        registry=registry,
+        selection=selection,
+        options=options,
+        on_event=on_event,
+        workdir=Path(tempfile.mkdtemp(prefix="utr-")),
+    )
+    timeout = options.timeout or level_timeout(registry, selection.level)
+    log, exit_ = run.once(_targets(registry, selection.runnable), timeout, 1)
+    tests = log.finish(_interruption(log, exit_, timeout))
+    if not (exit_.interrupted or exit_.timed_out):
+        remaining = timeout - (time.monotonic() - clock)
+        tests = retry_failures(registry, tests, run.rerun, remaining)
+    return _run_result(run, log, exit_, tests, started_at=started_at, clock=clock)
+
+
+def _run_result(
+    run: _Run,
+    log: EventLog,
+    exit_: ChildExit,
+    tests: list[TestResult],
+    *,
+    started_at: str,
+    clock: float,
+) -> RunResult:
+    entries = _entry_results(run.selection, tests, log, exit_)
+    return RunResult(
+        level=run.selection.level,
+        started_at=started_at,
+        duration=time.monotonic() - clock,
+        entries=entries,
+        unregistered=tuple(log.unregistered),
+        broken=_broken(log, exit_, entries),
+        warnings=_warnings(log, run.selection),
+        interrupted=any(e.interrupted for e in run.exits),
+        timed_out=any(e.timed_out for e in run.exits),
+        pytest_exit=exit_.returncode,
+        log_file=str(run.workdir / "pytest-1.log"),
+    )
+
+
+def _targets(registry: Registry, entries: tuple[Entry, ...]) -> tuple[str, ...]:
+    """Suite roots (so unregistered tests are seen) plus entries outside them."""
+    roots = [r for r in registry.suite_roots if (registry.root / r).is_dir()]
+    outside = [e.path for e in entries if not any(_under(e.file_part, r) for r in roots)]
+    return tuple(dict.fromkeys([*roots, *outside]))
+
+
+def _under(path: str, root: str) -> bool:
+    return Path(path).is_relative_to(Path(root))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Run:
+    """What every child of one run shares."""
+
+    registry: Registry
+    selection: Selection
+    options: RunOptions
+    workdir: Path
+    on_event: EventHandler | None
+    exits: list[ChildExit] = field(default_factory=list)
+
+    def once(
+        self, targets: tuple[str, ...], timeout: float, attempt: int
+    ) -> tuple[EventLog, ChildExit]:
+        spec = ChildSpec(
+            root=self.registry.root,
+            targets=targets,
+            timeout=timeout,
+            grace=self.options.grace,
+            extra_args=("--continue-on-collection-errors", *self.options.extra_args),
+            spec_file=self._write_spec(),
+            events_file=self.workdir / f"events-{attempt}.jsonl",
+            log_file=self.workdir / f"pytest-{attempt}.log",
+        )
+        log = EventLog()
+
+        def handle(event: dict[str, Any]) -> None:
+            log.apply(event)
+            if self.on_event is not None:
+                self.on_event({**event, "attempt": attempt})
+
+        exit_ = run_child(spec, handle)
+        self.exits.append(exit_)
+        _raise_registry_problems(self.registry, log)
+        return log, exit_
+
+    def rerun(self, nodeids: tuple[str, ...], timeout: float, attempt: int) -> list[TestResult]:
+        log, exit_ = self.once(nodeids, timeout, attempt)
+        return log.finish(_interruption(log, exit_, timeout), attempt)
+
+    def _write_spec(self) -> Path:
+        path = self.workdir / "selection.json"
+        entries = [{"id": e.id, "path": e.path} for e in self.registry.tests if not e.pending]
+        spec = {
+            "root": str(self.registry.root),
+            "strict": self.options.strict,
+            "entries": entries,
+            "selected": [e.id for e in self.selection.runnable],
+        }
+        path.write_text(json.dumps(spec), encoding="utf-8")
+        return path
+
+
+def _raise_registry_problems(registry: Registry, log: EventLog) -> None:
+    if log.unmatched:
+        entry = registry.entry(log.unmatched[0])
+        raise RegistryError(
+            f"entry {entry.id!r}: path {entry.path!r} matches no collected test",
+            file=str(registry.path),
+            line=entry.line,
+        )
+    if log.strict_unregistered:
+        raise RegistryError(
+            f"{len(log.unregistered)} collected tests are not registered (--strict), "
+            f"first: {log.unregistered[0]}",
+            file=str(registry.path),
+        )
+
+
+def _interruption(log: EventLog, exit_: ChildExit, timeout: float) -> Interruption | None:
+    if exit_.timed_out:
+        return Interruption(
+            running=Status.TIMED_OUT,
+            waiting=Status.NOT_RUN,
+            reason=f"timed out: the level timeout of {timeout:g} s was reached",
+        )
+    if exit_.interrupted:
+        return Interruption(
+            running=Status.NOT_RUN,
+            waiting=Status.NOT_RUN,
+            reason="not run: the run was interrupted (Ctrl-C)",
+        )
+    if log.exitstatus is None:
+        why = _death(exit_.returncode)
+        return Interruption(
+            running=Status.ERROR,
+            waiting=Status.NOT_RUN,
+            reason=f"the pytest process died ({why}) before this test finished",
+        )
+    return None
+
+
+def _death(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def _entry_results(
+    selection: Selection, tests: list[TestResult], log: EventLog, exit_: ChildExit
+) -> tuple[EntryResult, ...]:
+    by_entry: dict[str, list[TestResult]] = {}
+    for test in tests:
+        by_entry.setdefault(test.entry_id, []).append(test)
+    return tuple(
+        _one_entry(e, tuple(by_entry.get(e.id, ())), log, exit_) for e in selection.entries
+    )
+
+
+def _one_entry(
+    entry: Entry, tests: tuple[TestResult, ...], log: EventLog, exit_: ChildExit
+) -> EntryResult:
+    if entry.pending:
+        return EntryResult(
+            entry_id=entry.id, status=Status.PENDING, note="pending: registered, not written yet"
+        )
+    problems = log.collect_problems.get(entry.id, [])
+    failed = [p for p in problems if p["event"] == "collect_failed"]
+    if failed:
+        return EntryResult(
+            entry_id=entry.id,
+            status=Status.ERROR,
+            tests=tests,
+            note=f"collection failed: {failed[0]['message']}",
+        )
+    if not tests:
+        return _empty_entry(entry, problems, log, exit_)
+    return rollup(entry.id, tests)
+
+
+def _empty_entry(
+    entry: Entry, problems: list[dict[str, Any]], log: EventLog, exit_: ChildExit
+) -> EntryResult:
+    if problems:
+        return EntryResult(
+            entry_id=entry.id,
+            status=Status.SKIPPED,
+            note=f"skipped at collection: {problems[0]['message']}",
+        )
+    if log.collected and not (exit_.timed_out or exit_.interrupted):
+        return EntryResult(
+            entry_id=entry.id,
+            status=Status.SKIPPED,
+            note="every test was deselected by the pytest arguments",
+        )
+    reason = _interruption(log, exit_, 0) if not log.collected else None
+    note = reason.reason if reason else "not run: the run stopped before collection finished"
+    return EntryResult(entry_id=entry.id, status=Status.NOT_RUN, note=note)
+
+
+def _broken(log: EventLog, exit_: ChildExit, entries: tuple[EntryResult, ...]) -> tuple[str, ...]:
+    reasons = [
+        f"pytest internal error: {m.splitlines()[-1] if m else ''}" for m in log.internal_errors
+    ]
+    if log.exitstatus is None and not (exit_.timed_out or exit_.interrupted):
+        reasons.append(f"the pytest process died ({_death(exit_.returncode)})")
+    elif exit_.returncode in (2, 3, 4) and not exit_.interrupted:
+        reasons.append(f"pytest exited with usage/internal error code {exit_.returncode}")
+    reasons += [
+        f"{e.entry_id}: {e.note}" for e in entries if e.note.startswith("collection failed")
+    ]
+    return tuple(reasons)
+
+
+def _warnings(log: EventLog, selection: Selection) -> tuple[str, ...]:
+    notes = []
+    if log.unregistered:
+        notes.append(f"{len(log.unregistered)} collected tests are not registered")
+    selected = {e.id for e in selection.entries}
+    for entry_id, problems in log.collect_problems.items():
+        if entry_id not in selected and any(p["event"] == "collect_failed" for p in problems):
+            notes.append(f"collection error outside the selection: {problems[0]['nodeid']}")
+    return tuple(notes)

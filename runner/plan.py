@@ -1,0 +1,58 @@
+"""The plan: what a selection would run, as plain lines or JSON (no rich, no pytest)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.model import Entry, Registry
+from runner.select import Selection
+from runner.summary import money
+
+
+def plan_dict(registry: Registry, selection: Selection, timeout: float) -> dict[str, Any]:
+    runnable = selection.runnable
+    return {
+        "level": selection.level,
+        "levels": sorted(selection.levels),
+        "timeout_s": timeout,
+        "selected": len(selection.entries),
+        "runnable": len(runnable),
+        "pending": len(selection.pending),
+        "selected_mrr": sum(e.mrr for e in selection.entries),
+        "runnable_mrr": sum(e.mrr for e in runnable),
+        "registered_mrr": registry.total_mrr(),
+        "tests": [_plan_entry(e) for e in selection.entries],
+    }
+
+
+def _plan_entry(e: Entry) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "name": e.name,
+        "tier": e.tier,
+        "mrr": e.mrr,
+        "level": e.level,
+        "owner": e.owner,
+        "path": e.path,
+        "status": e.status,
+    }
+
+
+def plan_lines(registry: Registry, selection: Selection, timeout: float) -> list[str]:
+    rows = [("TIER", "MRR", "LEVEL", "STATUS", "ID", "PATH")]
+    rows += [
+        (str(e.tier), money(e.mrr), e.level, e.status, e.id, e.path) for e in selection.entries
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5]
+        for r in rows
+    ]
+    plan = plan_dict(registry, selection, timeout)
+    lines.append(
+        f"{plan['runnable']} of {plan['selected']} selected tests would run "
+        f"({plan['pending']} pending), protecting up to {money(plan['runnable_mrr'])} of "
+        f"{money(plan['registered_mrr'])} registered MRR; level {selection.level!r}, "
+        f"timeout {timeout:g} s"
+    )
+    return lines

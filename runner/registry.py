@@ -1,0 +1,289 @@
+"""Load and validate the YAML registry into frozen `Registry` data.
+
+Every error names the file, the line and the entry, so a user fixes it in one go.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from runner.errors import RegistryError
+from runner.model import IMPLEMENTED, PENDING, Entry, Gate, Level, Registry, Tier
+from runner.yamlsource import LineDict, load_yaml
+
+TOP_KEYS = {"version", "default_level", "levels", "tiers", "gates", "tests", "suite_roots"}
+LEVEL_KEYS = {"description", "timeout", "includes"}
+TIER_KEYS = {"name", "retries", "description"}
+GATE_KEYS = {
+    "require_tiers",
+    "require_all",
+    "min_protected_percent",
+    "min_protected_mrr",
+    "description",
+}
+ENTRY_KEYS = {"id", "name", "tier", "mrr", "level", "path", "status", "owner", "description"}
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+
+
+class _Source:
+    """The file being validated, for error messages, and what entries may refer to."""
+
+    def __init__(self, path: Path, root: Path) -> None:
+        self.file = str(path)
+        self.root = root
+        self.levels: dict[str, Level] = {}
+        self.tiers: dict[int, Tier] = {}
+
+    def fail(self, line: int | None, message: str) -> RegistryError:
+        return RegistryError(message, file=self.file, line=line)
+
+
+def load_registry(path: Path, root: Path | None = None) -> Registry:
+    """Read `path` and return a validated registry; paths resolve against `root` (cwd)."""
+    root = (root or Path.cwd()).resolve()
+    src = _Source(path, root)
+    doc = _mapping(load_yaml(path), src, 1, "the registry")
+    _check_keys(doc, TOP_KEYS, {"version", "levels", "tiers", "tests"}, src, "registry")
+    if doc["version"] != 1:
+        raise src.fail(doc.line, f"unsupported registry version {doc['version']!r} (expected 1)")
+    levels = src.levels = _levels(doc["levels"], src, doc.line)
+    tiers = src.tiers = _tiers(doc["tiers"], src, doc.line)
+    default = _default_level(doc, levels, src)
+    tests = _entries(doc["tests"], src, doc.line)
+    return Registry(
+        path=path,
+        root=root,
+        version=1,
+        default_level=default,
+        levels=levels,
+        tiers=tiers,
+        gates=_gates(doc.get("gates") or LineDict(), src, doc.line, tiers),
+        tests=tests,
+        suite_roots=_suite_roots(doc, tests, src),
+    )
+
+
+def _mapping(value: Any, src: _Source, line: int, what: str) -> LineDict:
+    if not isinstance(value, LineDict):
+        raise src.fail(line, f"{what} must be a mapping, not {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _check_keys(
+    m: LineDict, allowed: set[str], required: set[str], src: _Source, what: str
+) -> None:
+    unknown = sorted(str(k) for k in m if k not in allowed)
+    if unknown:
+        raise src.fail(
+            m.line, f"{what}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})"
+        )
+    missing = sorted(required - set(m))
+    if missing:
+        raise src.fail(m.line, f"{what}: missing required key {missing[0]!r}")
+
+
+def _text(m: LineDict, key: str, src: _Source, what: str, default: str | None = None) -> str:
+    value = m.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise src.fail(m.line, f"{what}: {key!r} must be a non-empty string, not {_kind(value)}")
+    return value
+
+
+def _number(m: LineDict, key: str, src: _Source, what: str, default: float | None = None) -> float:
+    value = m.get(key, default)
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not isinstance(value, int | float) or not ok or not math.isfinite(value) or value < 0:
+        raise src.fail(m.line, f"{what}: {key!r} must be a non-negative number, not {value!r}")
+    return float(value)
+
+
+def _whole(m: LineDict, key: str, src: _Source, what: str, default: int = 0) -> int:
+    value = m.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise src.fail(m.line, f"{what}: {key!r} must be a whole number >= 0, not {value!r}")
+    return value
+
+
+def _levels(raw: Any, src: _Source, line: int) -> dict[str, Level]:
+    section = _mapping(raw, src, line, "'levels'")
+    levels: dict[str, Level] = {}
+    for name, body in section.items():
+        what = f"level {name!r}"
+        m = _mapping(body if body is not None else LineDict(), src, section.line, what)
+        _check_keys(m, LEVEL_KEYS, set(), src, what)
+        timeout = _number(m, "timeout", src, what, 900)
+        if timeout <= 0:
+            raise src.fail(m.line or section.line, f"{what}: 'timeout' must be above 0")
+        levels[str(name)] = Level(
+            name=str(name),
+            description=str(m.get("description", "")),
+            timeout=timeout,
+            includes=_names(m.get("includes", []), src, m.line, f"{what}: 'includes'"),
+        )
+    _check_includes(levels, src, section.line)
+    return levels
+
+
+def _names(value: Any, src: _Source, line: int, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise src.fail(line, f"{what} must be a list of names")
+    return tuple(value)
+
+
+def _check_includes(levels: dict[str, Level], src: _Source, line: int) -> None:
+    for level in levels.values():
+        for inc in level.includes:
+            if inc not in levels:
+                raise src.fail(line, f"level {level.name!r} includes unknown level {inc!r}")
+    for name in levels:
+        _walk_includes(name, levels, (), src, line)
+
+
+def _walk_includes(
+    name: str, levels: dict[str, Level], trail: tuple[str, ...], src: _Source, line: int
+) -> None:
+    if name in trail:
+        raise src.fail(line, f"levels include each other in a cycle: {' -> '.join((*trail, name))}")
+    for inc in levels[name].includes:
+        _walk_includes(inc, levels, (*trail, name), src, line)
+
+
+def _tiers(raw: Any, src: _Source, line: int) -> dict[int, Tier]:
+    section = _mapping(raw, src, line, "'tiers'")
+    tiers: dict[int, Tier] = {}
+    for number, body in section.items():
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            raise src.fail(section.line, f"tier {number!r}: tiers are numbered 1, 2, 3, ...")
+        what = f"tier {number}"
+        m = _mapping(body, src, section.line, what)
+        _check_keys(m, TIER_KEYS, {"name"}, src, what)
+        tiers[number] = Tier(
+            number=number, name=_text(m, "name", src, what), retries=_whole(m, "retries", src, what)
+        )
+    return dict(sorted(tiers.items()))
+
+
+def _default_level(doc: LineDict, levels: dict[str, Level], src: _Source) -> str:
+    default = doc.get("default_level", next(iter(levels), ""))
+    if default not in levels:
+        raise src.fail(doc.line, f"default_level {default!r} is not a defined level")
+    return str(default)
+
+
+def _gates(raw: Any, src: _Source, line: int, tiers: dict[int, Tier]) -> dict[str, Gate]:
+    section = _mapping(raw, src, line, "'gates'")
+    gates: dict[str, Gate] = {}
+    for name, body in section.items():
+        what = f"gate {name!r}"
+        m = _mapping(body, src, section.line, what)
+        _check_keys(m, GATE_KEYS, set(), src, what)
+        gates[str(name)] = Gate(
+            name=str(name),
+            require_tiers=_gate_tiers(m, src, what, tiers),
+            require_all=_flag(m, "require_all", src, what),
+            min_protected_percent=_percent(m, src, what),
+            min_protected_mrr=_number(m, "min_protected_mrr", src, what)
+            if "min_protected_mrr" in m
+            else None,
+        )
+    return gates
+
+
+def _gate_tiers(m: LineDict, src: _Source, what: str, tiers: dict[int, Tier]) -> tuple[int, ...]:
+    value = m.get("require_tiers", [])
+    if not isinstance(value, list) or any(t not in tiers for t in value):
+        raise src.fail(m.line, f"{what}: 'require_tiers' must list defined tiers, not {value!r}")
+    return tuple(int(t) for t in value)
+
+
+def _flag(m: LineDict, key: str, src: _Source, what: str) -> bool:
+    value = m.get(key, False)
+    if not isinstance(value, bool):
+        raise src.fail(m.line, f"{what}: {key!r} must be true or false, not {value!r}")
+    return value
+
+
+def _percent(m: LineDict, src: _Source, what: str) -> float | None:
+    if "min_protected_percent" not in m:
+        return None
+    value = _number(m, "min_protected_percent", src, what)
+    if value > 100:
+        raise src.fail(m.line, f"{what}: 'min_protected_percent' must be at most 100")
+    return value
+
+
+def _entries(raw: Any, src: _Source, line: int) -> tuple[Entry, ...]:
+    if not isinstance(raw, list):
+        raise src.fail(line, f"'tests' must be a list of entries, not {_kind(raw)}")
+    seen: dict[str, int] = {}
+    entries = []
+    for index, item in enumerate(raw):
+        entry = _entry(_mapping(item, src, line, f"tests[{index}]"), src)
+        if entry.id in seen:
+            raise src.fail(
+                entry.line,
+                f"entry {entry.id!r}: duplicate id (first defined on line {seen[entry.id]})",
+            )
+        seen[entry.id] = entry.line
+        entries.append(entry)
+    return tuple(entries)
+
+
+def _entry(m: LineDict, src: _Source) -> Entry:
+    raw_id = m.get("id")
+    what = f"entry {raw_id!r}" if raw_id is not None else "entry"
+    _check_keys(m, ENTRY_KEYS, {"id", "tier", "mrr", "level", "path"}, src, what)
+    entry_id = _text(m, "id", src, what)
+    if not ID_RE.match(entry_id):
+        raise src.fail(m.line, f"{what}: id may hold letters, digits and _ . : - only")
+    _check_refs(m, src, what)
+    status = m.get("status", IMPLEMENTED)
+    path = _entry_path(m, src, what, status == IMPLEMENTED)
+    return Entry(
+        id=entry_id,
+        name=_text(m, "name", src, what, entry_id),
+        tier=int(m["tier"]),
+        mrr=_number(m, "mrr", src, what),
+        level=str(m["level"]),
+        path=path,
+        status=status,
+        owner=_text(m, "owner", src, what, "unowned"),
+        line=m.line,
+    )
+
+
+def _check_refs(m: LineDict, src: _Source, what: str) -> None:
+    tier, level, status = m["tier"], m["level"], m.get("status", IMPLEMENTED)
+    if tier not in src.tiers or isinstance(tier, bool):
+        raise src.fail(m.line, f"{what}: unknown tier {tier!r} (defined: {sorted(src.tiers)})")
+    if level not in src.levels:
+        raise src.fail(m.line, f"{what}: unknown level {level!r} (defined: {sorted(src.levels)})")
+    if status not in (IMPLEMENTED, PENDING):
+        raise src.fail(m.line, f"{what}: status must be 'implemented' or 'pending'")
+
+
+def _entry_path(m: LineDict, src: _Source, what: str, must_exist: bool) -> str:
+    path = _text(m, "path", src, what)
+    file_part = path.split("::", 1)[0]
+    if path.startswith("-") or Path(file_part).is_absolute():
+        raise src.fail(m.line, f"{what}: path {path!r} must be relative to the project root")
+    resolved = (src.root / file_part).resolve()
+    if not resolved.is_relative_to(src.root):
+        raise src.fail(m.line, f"{what}: path {path!r} escapes the project root")
+    if must_exist and not resolved.exists():
+        raise src.fail(m.line, f"{what}: path {file_part!r} does not exist")
+    return path
+
+
+def _suite_roots(doc: LineDict, tests: tuple[Entry, ...], src: _Source) -> tuple[str, ...]:
+    if "suite_roots" in doc:
+        return _names(doc["suite_roots"], src, doc.line, "'suite_roots'")
+    tops = {Path(e.file_part).parts[0] for e in tests if len(Path(e.file_part).parts) > 1}
+    return tuple(sorted(tops))

@@ -1,0 +1,55 @@
+"""The flake policy: a tier's `retries` reruns its failed tests; fail-then-pass is `flaky`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from runner.model import Registry
+from runner.results import Status, TestResult
+
+Rerun = Callable[[tuple[str, ...], float, int], list[TestResult]]
+RETRYABLE = frozenset({Status.FAILED, Status.ERROR})
+
+
+def merge_attempt(previous: TestResult, latest: TestResult) -> TestResult:
+    """Keep every attempt; a pass after a failure is `flaky`, never plain `passed`."""
+    status = Status.FLAKY if latest.status is Status.PASSED else latest.status
+    return replace(
+        latest,
+        status=status,
+        attempts=previous.attempts + latest.attempts,
+        duration=previous.duration + latest.duration,
+        message=latest.message or previous.message,
+        longrepr=latest.longrepr or previous.longrepr,
+    )
+
+
+def due_for_retry(registry: Registry, tests: list[TestResult], attempt: int) -> tuple[str, ...]:
+    """Node ids whose tier still allows another attempt (attempt 2 is the first retry)."""
+    return tuple(
+        t.nodeid
+        for t in tests
+        if t.status in RETRYABLE
+        and registry.by_id[t.entry_id].tier in registry.tiers
+        and registry.tiers[registry.by_id[t.entry_id].tier].retries >= attempt - 1
+    )
+
+
+def retry_failures(
+    registry: Registry, tests: list[TestResult], rerun: Rerun, remaining: float
+) -> list[TestResult]:
+    """Rerun failures per tier policy within `remaining` seconds; return merged results."""
+    current = {t.nodeid: t for t in tests}
+    deadline = time.monotonic() + remaining
+    attempt = 1
+    while True:
+        attempt += 1
+        todo = due_for_retry(registry, list(current.values()), attempt)
+        left = deadline - time.monotonic()
+        if not todo or left <= 0:
+            return list(current.values())
+        for result in rerun(todo, left, attempt):
+            if result.nodeid in current:
+                current[result.nodeid] = merge_attempt(current[result.nodeid], result)

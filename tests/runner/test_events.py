@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from runner.events import EventLog, Interruption
+from runner.results import Status
+
+
+def _log() -> EventLog:
+    log = EventLog()
+    log.apply({"event": "collected", "tests": [{"nodeid": n, "entry": "e"} for n in "abc"]})
+    for when in ("setup", "call", "teardown"):
+        log.apply(
+            {"event": "report", "nodeid": "a", "when": when, "outcome": "passed", "duration": 0.5}
+        )
+    log.apply({"event": "start", "nodeid": "a"})
+    log.apply({"event": "finish", "nodeid": "a"})
+    log.apply({"event": "start", "nodeid": "b"})
+    log.apply({"event": "something new from a later plugin"})
+    return log
+
+
+def test_unfinished_tests_take_the_interruptions_statuses() -> None:
+    stop = Interruption(running=Status.TIMED_OUT, waiting=Status.NOT_RUN, reason="timeout")
+    results = {r.nodeid: r for r in _log().finish(stop)}
+    assert results["a"].status is Status.PASSED
+    assert results["a"].duration == 1.5
+    assert (results["b"].status, results["b"].message) == (Status.TIMED_OUT, "timeout")
+    assert results["c"].status is Status.NOT_RUN
+
+
+def test_a_stream_that_just_ends_means_the_process_died() -> None:
+    results = {r.nodeid: r for r in _log().finish(None)}
+    assert results["b"].status is Status.ERROR
+    assert "ended before this test finished" in results["b"].message

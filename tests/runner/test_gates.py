@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+from runner.errors import ExitCode
+from runner.gates import GateVerdict, evaluate_gate, exit_code
+from runner.model import Gate
+from runner.results import EntryResult, Status
+from runner.summary import summarize
+from tests.runner.helpers import make_entry, make_registry
+
+REGISTRY = make_registry(make_entry("a", tier=1, mrr=60), make_entry("b", tier=2, mrr=40))
+
+
+def _verdict(gate: Gate, *statuses: Status) -> GateVerdict:
+    results = [EntryResult(entry_id=i, status=s) for i, s in zip("ab", statuses, strict=False)]
+    return evaluate_gate(gate, REGISTRY, results, summarize(REGISTRY, results))
+
+
+def test_tier_gate_names_the_tests_that_did_not_pass() -> None:
+    gate = Gate(name="pr", require_tiers=(1,))
+    assert _verdict(gate, Status.PASSED, Status.FAILED).held
+    verdict = _verdict(gate, Status.SKIPPED, Status.PASSED)
+    assert not verdict.held
+    assert "tier 1: 1 selected tests did not pass ($60 MRR): a (skipped)" in verdict.failures[0]
+
+
+def test_percent_gate_says_how_far_short() -> None:
+    gate = Gate(name="release", min_protected_percent=95)
+    verdict = _verdict(gate, Status.PASSED, Status.SKIPPED)
+    assert not verdict.held
+    assert "60.0% of registered, below 95% (short by $35)" in verdict.failures[0]
+    assert _verdict(gate, Status.PASSED, Status.FLAKY).held
+
+
+def test_dollar_and_require_all_gates() -> None:
+    assert _verdict(Gate(name="x", min_protected_mrr=50, require_all=True), Status.PASSED).held
+    short = _verdict(Gate(name="y", min_protected_mrr=100), Status.PASSED, Status.NOT_RUN)
+    assert short.failures == ("protected MRR is $60, below $100 (short by $40)",)
+    strict = _verdict(Gate(name="z", require_all=True), Status.PASSED, Status.SKIPPED)
+    assert strict.failures == ("require_all: 1 of 2 selected tests did not pass",)
+
+
+def test_exit_code_precedence() -> None:
+    failed = [EntryResult(entry_id="a", status=Status.FAILED)]
+    ok = [EntryResult(entry_id="a", status=Status.PASSED)]
+    unmet = GateVerdict(name="g", held=False)
+    assert exit_code(interrupted=True, broken=True, results=failed, gate=unmet) == 130
+    assert exit_code(interrupted=False, broken=True, results=failed, gate=unmet) == 5
+    assert exit_code(interrupted=False, broken=False, results=failed, gate=unmet) == 1
+    assert exit_code(interrupted=False, broken=False, results=ok, gate=unmet) == 4
+    assert exit_code(interrupted=False, broken=False, results=ok, gate=None) is ExitCode.OK
