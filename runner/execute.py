@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -111,18 +112,45 @@ def _supervise(
     proc: subprocess.Popen[bytes], spec: ChildSpec, tail: _EventTail, started: float
 ) -> tuple[bool, bool]:
     deadline = started + spec.timeout
-    try:
+    with _StopRequest() as stop:
         while proc.poll() is None:
             tail.drain()
+            if stop.requested:
+                stop_group(proc, spec.grace)
+                return False, True
             if time.monotonic() >= deadline:
                 stop_group(proc, spec.grace)
                 return True, False
             time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
-        stop_group(proc, spec.grace)
-        return False, True
     _kill_leftovers(proc.pid)
-    return False, False
+    return False, stop.requested
+
+
+class _StopRequest:
+    """Turns SIGINT / SIGTERM into a flag while the child runs.
+
+    A KeyboardInterrupt raised in the middle of reading events could drop lines
+    already read; a flag checked between reads cannot.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous: dict[signal.Signals, Any] = {}
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:

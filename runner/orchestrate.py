@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from runner.errors import RegistryError
 from runner.events import EventLog, Interruption
 from runner.execute import ChildExit, ChildSpec, run_child
 from runner.model import Entry, Registry
-from runner.results import EntryResult, Status, TestResult, rollup
+from runner.results import FAILING, EntryResult, Status, TestResult, rollup
 from runner.retry import retry_failures
 from runner.select import Selection, level_timeout
 
@@ -55,22 +56,45 @@ def run_selection(
     on_event: EventHandler | None = None,
 ) -> RunResult:
     """Execute the runnable part of `selection`; pending entries stay pending."""
+    workdir = Path(tempfile.mkdtemp(prefix="utr-"))
+    run = _Run(
+        registry=registry, selection=selection, options=options, on_event=on_event, workdir=workdir
+    )
+    try:
+        result = _execute(run)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    return _tidy(result, workdir)
+
+
+def _execute(run: _Run) -> RunResult:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     clock = time.monotonic()
-    run = _Run(
-        registry=registry,
-        selection=selection,
-        options=options,
-        on_event=on_event,
-        workdir=Path(tempfile.mkdtemp(prefix="utr-")),
-    )
-    timeout = options.timeout or level_timeout(registry, selection.level)
-    log, exit_ = run.once(_targets(registry, selection.runnable), timeout, 1)
+    timeout = run.options.timeout or level_timeout(run.registry, run.selection.level)
+    log, exit_ = run.once(_targets(run.registry, run.selection.runnable), timeout, 1)
     tests = log.finish(_interruption(log, exit_, timeout))
     if not (exit_.interrupted or exit_.timed_out):
         remaining = timeout - (time.monotonic() - clock)
-        tests = retry_failures(registry, tests, run.rerun, remaining)
+        tests = retry_failures(run.registry, tests, run.rerun, remaining)
     return _run_result(run, log, exit_, tests, started_at=started_at, clock=clock)
+
+
+def _tidy(result: RunResult, workdir: Path) -> RunResult:
+    """Keep pytest's own output only when something went wrong: it is where to look."""
+    troubled = (
+        result.broken
+        or result.interrupted
+        or result.timed_out
+        or any(e.status in FAILING for e in result.entries)
+    )
+    if troubled:
+        for path in workdir.iterdir():
+            if path.suffix != ".log":
+                path.unlink()
+        return result
+    shutil.rmtree(workdir, ignore_errors=True)
+    return replace(result, log_file="")
 
 
 def _run_result(
