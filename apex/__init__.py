@@ -1,0 +1,1 @@
+"""Apex: the small, real reference platform the 15 revenue-critical suites exercise."""

@@ -1,0 +1,1 @@
+"""The auth service: users, JWT access/refresh tokens, sessions, OAuth sign-in."""

@@ -1,0 +1,1 @@
+"""The WebSocket gateway: authenticated connections bound to sessions, agent streams."""

@@ -1,0 +1,163 @@
+"""The dev identity provider: discovery, /authorize, /token (PKCE S256), JWKS, userinfo.
+
+It signs in the user named by `login_hint` without a password form: a development
+stand-in for a hosted identity provider, which cannot exist on this machine. The protocol
+itself is real: codes are single-use and short-lived, redirect URIs must match, PKCE is
+required, and ID tokens are RS256 JWTs (joserfc) verifiable against the JWKS.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from joserfc import jwt
+from joserfc.jwk import RSAKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from apex.pkce import s256
+from apex.service import health_routes
+
+CLIENT_ID = "apex-auth"
+CODE_TTL = 60
+
+
+@dataclass
+class Grant:
+    email: str
+    client_id: str
+    redirect_uri: str
+    challenge: str
+    nonce: str
+    expires: float
+
+
+def oauth_error(code: str, description: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": code, "error_description": description}, status_code=status)
+
+
+class IdentityProvider:
+    def __init__(self, issuer: str, redirect_uris: set[str]) -> None:
+        self.issuer = issuer
+        self.redirect_uris = redirect_uris
+        self.key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8)})
+        self.codes: dict[str, Grant] = {}
+        self.access: dict[str, str] = {}
+
+    async def discovery(self, request: Request) -> Response:
+        i = self.issuer
+        return JSONResponse(
+            {
+                "issuer": i,
+                "authorization_endpoint": f"{i}/authorize",
+                "token_endpoint": f"{i}/token",
+                "jwks_uri": f"{i}/jwks",
+                "userinfo_endpoint": f"{i}/userinfo",
+                "response_types_supported": ["code"],
+                "code_challenge_methods_supported": ["S256"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+            }
+        )
+
+    async def jwks(self, request: Request) -> Response:
+        return JSONResponse({"keys": [self.key.as_dict(private=False)]})
+
+    async def authorize(self, request: Request) -> Response:
+        q = request.query_params
+        problem = self._check_authorize(q)
+        if problem:
+            return oauth_error("invalid_request", problem)
+        code = secrets.token_urlsafe(24)
+        self.codes[code] = Grant(
+            email=q["login_hint"].lower(),
+            client_id=q["client_id"],
+            redirect_uri=q["redirect_uri"],
+            challenge=q["code_challenge"],
+            nonce=q.get("nonce", ""),
+            expires=time.time() + CODE_TTL,
+        )
+        params = {"code": code, "state": q.get("state", "")}
+        return RedirectResponse(f"{q['redirect_uri']}?{urlencode(params)}", status_code=302)
+
+    def _check_authorize(self, q: Any) -> str:
+        if q.get("response_type") != "code" or q.get("client_id") != CLIENT_ID:
+            return "response_type must be code, for a registered client_id"
+        if q.get("redirect_uri") not in self.redirect_uris:
+            return "redirect_uri is not registered for this client"
+        if not q.get("code_challenge") or q.get("code_challenge_method") != "S256":
+            return "PKCE is required: code_challenge with code_challenge_method=S256"
+        if not q.get("state"):
+            return "state is required"
+        return "" if "@" in q.get("login_hint", "") else "login_hint must be an email"
+
+    async def token(self, request: Request) -> Response:
+        form = await request.form()
+        grant = self.codes.pop(str(form.get("code", "")), None)  # single use, even on failure
+        if grant is None or grant.expires < time.time():
+            return oauth_error("invalid_grant", "unknown, used or expired code")
+        if (
+            form.get("redirect_uri") != grant.redirect_uri
+            or form.get("client_id") != grant.client_id
+        ):
+            return oauth_error("invalid_grant", "redirect_uri or client_id does not match")
+        verifier = str(form.get("code_verifier", ""))
+        if not verifier or s256(verifier) != grant.challenge:
+            return oauth_error("invalid_grant", "PKCE verification failed")
+        return JSONResponse(self._tokens(grant))
+
+    def _tokens(self, grant: Grant) -> dict[str, Any]:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "aud": grant.client_id,
+            "sub": grant.email,
+            "email": grant.email,
+            "email_verified": True,
+            "iat": now,
+            "exp": now + 300,
+            "nonce": grant.nonce,
+        }
+        id_token = jwt.encode({"alg": "RS256", "kid": self.key.kid}, claims, self.key)
+        access = secrets.token_urlsafe(24)
+        self.access[access] = grant.email
+        return {
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "id_token": id_token,
+            "scope": "openid email",
+        }
+
+    async def userinfo(self, request: Request) -> Response:
+        token = request.headers.get("authorization", "").partition(" ")[2]
+        email = self.access.get(token)
+        if email is None:
+            return oauth_error("invalid_token", "unknown access token", 401)
+        return JSONResponse({"sub": email, "email": email, "email_verified": True})
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/.well-known/openid-configuration", self.discovery),
+            Route("/jwks", self.jwks),
+            Route("/authorize", self.authorize),
+            Route("/token", self.token, methods=["POST"]),
+            Route("/userinfo", self.userinfo),
+            *health_routes("idp", {}),
+        ]
+
+
+def create_app() -> Starlette:
+    issuer = os.environ.get("APEX_IDP_URL", "http://127.0.0.1")
+    callback = os.environ.get("APEX_AUTH_URL", "http://127.0.0.1") + "/auth/oauth/callback"
+    idp = IdentityProvider(issuer, {callback})
+    app = Starlette(routes=idp.routes())
+    app.state.apex = idp
+    return app

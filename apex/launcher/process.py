@@ -1,0 +1,70 @@
+"""One service process: started on an inherited socket, watched, restarted, stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+
+STOP_GRACE = 3.0
+
+
+class ServiceProcess:
+    def __init__(self, name: str, sock: socket.socket, env: dict[str, str], logdir: Path) -> None:
+        self.name, self.sock, self.env = name, sock, env
+        self.port = int(sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = logdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+
+    def start(self) -> None:
+        fd = self.sock.fileno()
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "apex.serve", self.name, "--fd", str(fd)],
+                pass_fds=(fd,),
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def exit_code(self) -> int | None:
+        return self.proc.poll() if self.proc else None
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        _signal(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            _signal(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        _signal(self.proc.pid, signal.SIGKILL)  # anything it left in its group
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            with self.log_path.open("r", encoding="utf-8", errors="replace") as handle:
+                return "".join(deque(handle, maxlen=lines)).rstrip()
+        except OSError:
+            return ""
+
+
+def _signal(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)

@@ -1,0 +1,28 @@
+"""`python -m apex.serve NAME --fd N`: run one service on a socket the launcher bound."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+from apex.service import serve
+
+SERVICES = {
+    "auth": "apex.auth.app",
+    "backend": "apex.backend.app",
+    "gateway": "apex.gateway.app",
+    "idp": "apex.idp.app",
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m apex.serve")
+    parser.add_argument("service", choices=sorted(SERVICES))
+    parser.add_argument("--fd", type=int, required=True, help="inherited listening socket")
+    args = parser.parse_args(argv)
+    module = importlib.import_module(SERVICES[args.service])
+    serve(module.create_app(), args.fd)
+
+
+if __name__ == "__main__":
+    main()

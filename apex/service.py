@@ -1,0 +1,85 @@
+"""What every Apex HTTP service shares: health routes, JSON errors and the uvicorn entry."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+Check = Callable[[], Awaitable[bool]]
+CHECK_TIMEOUT = 0.5
+
+
+def error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+async def _run_check(check: Check) -> bool:
+    try:
+        return await asyncio.wait_for(check(), CHECK_TIMEOUT)
+    except Exception:
+        return False
+
+
+def health_routes(name: str, checks: dict[str, Check]) -> list[Route]:
+    """`/health` (the process answers) and `/health/ready` (its dependencies answer too)."""
+    started = time.time()
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse(
+            {"status": "ok", "service": name, "uptime_s": round(time.time() - started, 3)}
+        )
+
+    async def ready(request: Request) -> JSONResponse:
+        names = list(checks)
+        results = await asyncio.gather(*(_run_check(checks[n]) for n in names))
+        state = dict(zip(names, results, strict=True))
+        ok = all(results)
+        return JSONResponse(
+            {"status": "ready" if ok else "not_ready", "service": name, "checks": state},
+            status_code=200 if ok else 503,
+        )
+
+    return [Route("/health", health), Route("/health/ready", ready)]
+
+
+def redis_check(client: aioredis.Redis) -> Check:
+    async def ping() -> bool:
+        return bool(await client.ping())
+
+    return ping
+
+
+def make_redis(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_connect_timeout=1.0,
+        socket_timeout=2.0,
+        health_check_interval=5,
+    )
+
+
+def serve(app: Any, fd: int) -> None:
+    """Serve `app` on an inherited listening socket (the launcher keeps the port)."""
+    import uvicorn  # noqa: PLC0415 - only service processes need it
+
+    # socket(fileno=) detects AF_INET; socket.fromfd(.., AF_UNIX) as uvicorn's --fd does
+    # would make asyncio skip TCP_NODELAY and add ~40 ms to every WebSocket reply.
+    sock = socket.socket(fileno=fd)
+    config = uvicorn.Config(
+        app,
+        ws="websockets-sansio",
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
