@@ -16,6 +16,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 CHANNEL = "apex:session-events"
+EXPIRED_PATTERN = "__keyevent@*__:expired"
 
 _UPDATE = """
 local raw = redis.call('GET', KEYS[1])
@@ -87,9 +88,9 @@ class SessionCache:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        pubsub = self.store.redis.pubsub()
-        await pubsub.subscribe(CHANNEL)
-        self._task = asyncio.create_task(self._listen(pubsub))
+        with contextlib.suppress(Exception):  # a managed Redis may refuse CONFIG
+            await self.store.redis.config_set("notify-keyspace-events", "Ex")
+        self._task = asyncio.create_task(self._follow())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -105,10 +106,32 @@ class SessionCache:
             self.entries[sid] = session
         return self.entries[sid]
 
+    async def _follow(self) -> None:
+        """Listen for changes; if the subscription breaks, forget everything and resubscribe."""
+        while True:
+            try:
+                async with self.store.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(CHANNEL)
+                    await pubsub.psubscribe(EXPIRED_PATTERN)
+                    await self._listen(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.entries.clear()  # changes may have been missed: re-read on demand
+                await asyncio.sleep(0.2)
+
     async def _listen(self, pubsub: Any) -> None:
         while True:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if message is not None:
+            if message is None:
+                continue
+            if message["type"] == "pmessage":
+                key = str(message["data"])
+                if key.startswith("session:"):
+                    self.apply(
+                        {"sid": key[len("session:") :], "kind": "deleted", "reason": "expired"}
+                    )
+            else:
                 self.apply(json.loads(message["data"]))
 
     def apply(self, event: dict[str, Any]) -> None:

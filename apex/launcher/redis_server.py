@@ -34,6 +34,18 @@ def find_redis_server(override: str | None) -> str:
         ) from None
 
 
+# Loopback only, no persistence, and keyspace events so an expired session is announced.
+REDIS_OPTIONS = {
+    "bind": "127.0.0.1",
+    "save": "",
+    "appendonly": "no",
+    "daemonize": "no",
+    "protected-mode": "yes",
+    "loglevel": "warning",
+    "notify-keyspace-events": "Ex",
+}
+
+
 class RedisServer:
     """A private redis-server on a free loopback port, data in a temporary directory."""
 
@@ -44,25 +56,8 @@ class RedisServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 5.0) -> None:
-        args = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.workdir),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--loglevel",
-            "warning",
-        ]
+        options = {**REDIS_OPTIONS, "port": str(self.port), "dir": str(self.workdir)}
+        args = [self.binary, *(item for k, v in options.items() for item in (f"--{k}", v))]
         with (self.workdir / "redis.log").open("wb") as log:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
