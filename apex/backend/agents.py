@@ -19,7 +19,7 @@ Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 INTENTS: dict[str, tuple[str, ...]] = {
     "data": ("data", "usage", "spend", "cost", "tokens", "metrics", "bill"),
-    "optimization": ("optimi", "reduce", "save", "cheaper", "latency", "faster"),
+    "optimization": ("optimi", "reduce", "save", "cheaper", "latency", "faster", "cut", "lower"),
     "reporting": ("report", "summary", "summar", "overview"),
 }
 

@@ -1,0 +1,50 @@
+"""The platform under test, started once per session through the dev launcher, or an
+already running deployment named by APEX_AUTH_URL / APEX_BACKEND_URL / APEX_GATEWAY_URL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from apex.client import Endpoints
+from apex.launcher import Stack, StackConfig
+from suites.platform import Platform
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[Platform]:
+    external = Endpoints.from_env()
+    if external is not None:
+        yield Platform(endpoints=external, stack=None,
+                       jwt_secret=os.environ.get("APEX_JWT_SECRET", ""),
+                       fault_injection=os.environ.get("APEX_FAULT_INJECTION") == "1")
+        return
+    config = StackConfig(env={"APEX_FAULT_INJECTION": "1"})
+    with Stack(config) as stack:
+        yield Platform(endpoints=stack.endpoints(), stack=stack,
+                       jwt_secret=stack.env["APEX_JWT_SECRET"], fault_injection=True)
+
+
+@pytest.fixture
+def endpoints(platform: Platform) -> Endpoints:
+    return platform.endpoints
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def local_stack(platform: Platform) -> Stack:
+    if platform.stack is None:
+        pytest.skip("needs the platform launched by this session, not an external deployment")
+    return platform.stack
+
+
+@pytest.fixture
+def faults(platform: Platform) -> None:
+    if not platform.fault_injection:
+        pytest.skip("the platform under test does not allow fault injection")

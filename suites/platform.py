@@ -1,0 +1,46 @@
+"""What every suite shares: the platform under test, its budgets, and small helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from apex.client import Endpoints
+from apex.launcher import Stack
+
+BUDGETS_FILE = Path(__file__).resolve().parent.parent / "config" / "budgets.yaml"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Platform:
+    """A running platform: launched here (`stack` set) or named by APEX_* variables."""
+
+    endpoints: Endpoints
+    stack: Stack | None
+    jwt_secret: str
+    fault_injection: bool
+
+    @property
+    def local(self) -> bool:
+        return self.stack is not None
+
+
+def budgets() -> dict[str, float]:
+    data = yaml.safe_load(BUDGETS_FILE.read_text(encoding="utf-8"))
+    return {str(k): float(v) for k, v in data.items()}
+
+
+async def eventually(probe: Callable[[], Awaitable[bool]], timeout: float,
+                     interval: float = 0.002) -> float:
+    """Seconds until `probe()` holds; AssertionError if it does not within `timeout`."""
+    started = time.perf_counter()
+    while not await probe():
+        if time.perf_counter() - started > timeout:
+            raise AssertionError(f"condition not reached within {timeout} s")
+        await asyncio.sleep(interval)
+    return time.perf_counter() - started
