@@ -59,8 +59,7 @@ def _table(outcome: Outcome) -> Table:
         "Unverified",
         "Coverage",
     ):
-        table.add_column(column, justify="left" if column == "Tier" else "right",
-                         no_wrap=True)
+        table.add_column(column, justify="left" if column == "Tier" else "right", no_wrap=True)
     for row in outcome.summary.tiers:
         table.add_row(*_cells(row))
     table.add_section()

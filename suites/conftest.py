@@ -17,14 +17,21 @@ from suites.platform import Platform
 def platform() -> Iterator[Platform]:
     external = Endpoints.from_env()
     if external is not None:
-        yield Platform(endpoints=external, stack=None,
-                       jwt_secret=os.environ.get("APEX_JWT_SECRET", ""),
-                       fault_injection=os.environ.get("APEX_FAULT_INJECTION") == "1")
+        yield Platform(
+            endpoints=external,
+            stack=None,
+            jwt_secret=os.environ.get("APEX_JWT_SECRET", ""),
+            fault_injection=os.environ.get("APEX_FAULT_INJECTION") == "1",
+        )
         return
     config = StackConfig(env={"APEX_FAULT_INJECTION": "1"})
     with Stack(config) as stack:
-        yield Platform(endpoints=stack.endpoints(), stack=stack,
-                       jwt_secret=stack.env["APEX_JWT_SECRET"], fault_injection=True)
+        yield Platform(
+            endpoints=stack.endpoints(),
+            stack=stack,
+            jwt_secret=stack.env["APEX_JWT_SECRET"],
+            fault_injection=True,
+        )
 
 
 @pytest.fixture

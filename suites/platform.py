@@ -35,8 +35,9 @@ def budgets() -> dict[str, float]:
     return {str(k): float(v) for k, v in data.items()}
 
 
-async def eventually(probe: Callable[[], Awaitable[bool]], timeout: float,
-                     interval: float = 0.002) -> float:
+async def eventually(
+    probe: Callable[[], Awaitable[bool]], timeout: float, interval: float = 0.002
+) -> float:
     """Seconds until `probe()` holds; AssertionError if it does not within `timeout`."""
     started = time.perf_counter()
     while not await probe():

@@ -18,8 +18,13 @@ from suites.platform import budgets
 
 pytestmark = pytest.mark.anyio
 
-SUB_AGENT_ORDER = ["agent_started", "tool_executing", "tool_completed", "partial_result",
-                   "agent_completed"]
+SUB_AGENT_ORDER = [
+    "agent_started",
+    "tool_executing",
+    "tool_completed",
+    "partial_result",
+    "agent_completed",
+]
 
 
 def _cold_start() -> tuple[Stack, float]:
@@ -90,11 +95,16 @@ def _assert_meaningful(frames: list[dict[str, Any]]) -> None:
 
 def _assert_persisted_in_sqlite(stack: Stack, thread_id: str) -> None:
     with sqlite3.connect(stack.workdir / "backend.db") as db:
-        runs = db.execute("SELECT agent, state FROM agent_runs WHERE thread_id = ?",
-                          (thread_id,)).fetchall()
-        count = db.execute("SELECT COUNT(*) FROM messages WHERE thread_id = ?",
-                           (thread_id,)).fetchone()[0]
+        runs = db.execute(
+            "SELECT agent, state FROM agent_runs WHERE thread_id = ?", (thread_id,)
+        ).fetchall()
+        count = db.execute(
+            "SELECT COUNT(*) FROM messages WHERE thread_id = ?", (thread_id,)
+        ).fetchone()[0]
     db.close()
-    assert sorted(runs) == [("data", "completed"), ("optimization", "completed"),
-                            ("supervisor", "completed")]
+    assert sorted(runs) == [
+        ("data", "completed"),
+        ("optimization", "completed"),
+        ("supervisor", "completed"),
+    ]
     assert count == 2

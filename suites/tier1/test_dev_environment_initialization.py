@@ -25,9 +25,14 @@ SERVICES = ("idp", "auth", "backend", "gateway")
 
 
 def _launch(extra_env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "apex.launcher"], cwd=ROOT,
-                            env={**os.environ, **extra_env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "apex.launcher"],
+        cwd=ROOT,
+        env={**os.environ, **extra_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _contract(proc: subprocess.Popen[str]) -> dict[str, str]:
@@ -39,18 +44,29 @@ def _contract(proc: subprocess.Popen[str]) -> dict[str, str]:
         if "=" in line and not line.startswith("#"):
             key, value = line.strip().split("=", 1)
             lines[key] = value
-    raise AssertionError(f"launcher never became ready: {proc.stderr.read() if proc.stderr else ''}")
+    raise AssertionError(
+        f"launcher never became ready: {proc.stderr.read() if proc.stderr else ''}"
+    )
 
 
 def test_launcher_applies_the_environment_and_stops_cleanly() -> None:
-    env = {"APEX_DEMO_EMAIL": "dev@apex.test", "APEX_DEMO_PASSWORD": "a-long-dev-password",
-           "APEX_ACCESS_TOKEN_TTL": "123"}
+    env = {
+        "APEX_DEMO_EMAIL": "dev@apex.test",
+        "APEX_DEMO_PASSWORD": "a-long-dev-password",
+        "APEX_ACCESS_TOKEN_TTL": "123",
+    }
     with _launch(env) as proc:
         urls = _contract(proc)
-        assert list(urls)[:4] == ["REDIS_URL", "APEX_AUTH_URL", "APEX_BACKEND_URL",
-                                  "APEX_GATEWAY_URL"]
-        login = httpx.post(f"{urls['APEX_AUTH_URL']}/auth/login",
-                           json={"email": "dev@apex.test", "password": "a-long-dev-password"})
+        assert list(urls)[:4] == [
+            "REDIS_URL",
+            "APEX_AUTH_URL",
+            "APEX_BACKEND_URL",
+            "APEX_GATEWAY_URL",
+        ]
+        login = httpx.post(
+            f"{urls['APEX_AUTH_URL']}/auth/login",
+            json={"email": "dev@apex.test", "password": "a-long-dev-password"},
+        )
         assert login.status_code == 200 and login.json()["expires_in"] == 123
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
@@ -95,11 +111,14 @@ def test_port_clash_is_a_clear_error() -> None:
 
 @pytest.mark.parametrize(
     ("config", "message"),
-    [(StackConfig(redis_url="redis://127.0.0.1:9/0"), "redis: no answer at"),
-     (None, "APEX_REDIS_SERVER=/nonexistent/redis-server does not exist")],
+    [
+        (StackConfig(redis_url="redis://127.0.0.1:9/0"), "redis: no answer at"),
+        (None, "APEX_REDIS_SERVER=/nonexistent/redis-server does not exist"),
+    ],
 )
-def test_missing_redis_is_a_clear_error(config: StackConfig | None, message: str,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_redis_is_a_clear_error(
+    config: StackConfig | None, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("APEX_REDIS_SERVER", "/nonexistent/redis-server")
     monkeypatch.delenv("REDIS_URL", raising=False)
     stack = Stack(config or StackConfig())

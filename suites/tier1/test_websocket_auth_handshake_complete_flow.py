@@ -54,11 +54,13 @@ async def test_password_login_to_bound_websocket(endpoints: Endpoints) -> None:
 
 async def test_wrong_state_is_refused(endpoints: Endpoints) -> None:
     async with ApexClient(endpoints) as api:
-        start = await api.http.get(f"{endpoints.auth}/auth/oauth/start",
-                                   params={"login_hint": "state@example.test"})
+        start = await api.http.get(
+            f"{endpoints.auth}/auth/oauth/start", params={"login_hint": "state@example.test"}
+        )
         code = query_of((await api.http.get(start.headers["location"])).headers["location"])
-        forged = await api.http.get(f"{endpoints.auth}{CALLBACK}",
-                                    params={"code": code["code"], "state": "attacker-state"})
+        forged = await api.http.get(
+            f"{endpoints.auth}{CALLBACK}", params={"code": code["code"], "state": "attacker-state"}
+        )
         missing = await api.http.get(f"{endpoints.auth}{CALLBACK}", params={"code": code["code"]})
     assert forged.status_code == missing.status_code == 400
     assert "state" in forged.json()["error"]
@@ -69,18 +71,33 @@ async def test_wrong_pkce_verifier_is_refused(endpoints: Endpoints) -> None:
     async with httpx.AsyncClient() as http:
         for attempt, expected in (("w" * 64, 400), (verifier, 200)):
             code = await _authorize(http, endpoints, s256(verifier))
-            resp = await http.post(f"{endpoints.idp}/token", data={
-                "grant_type": "authorization_code", "code": code, "client_id": "apex-auth",
-                "redirect_uri": f"{endpoints.auth}{CALLBACK}", "code_verifier": attempt})
+            resp = await http.post(
+                f"{endpoints.idp}/token",
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "client_id": "apex-auth",
+                    "redirect_uri": f"{endpoints.auth}{CALLBACK}",
+                    "code_verifier": attempt,
+                },
+            )
             assert resp.status_code == expected, resp.text
     assert "PKCE" in (await _refused_token(endpoints))["error_description"]
 
 
 async def _authorize(http: httpx.AsyncClient, endpoints: Endpoints, challenge: str) -> str:
-    resp = await http.get(f"{endpoints.idp}/authorize", params={
-        "response_type": "code", "client_id": "apex-auth", "state": "s",
-        "redirect_uri": f"{endpoints.auth}{CALLBACK}", "login_hint": "pkce@example.test",
-        "code_challenge": challenge, "code_challenge_method": "S256"})
+    resp = await http.get(
+        f"{endpoints.idp}/authorize",
+        params={
+            "response_type": "code",
+            "client_id": "apex-auth",
+            "state": "s",
+            "redirect_uri": f"{endpoints.auth}{CALLBACK}",
+            "login_hint": "pkce@example.test",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        },
+    )
     assert resp.status_code == 302
     return query_of(resp.headers["location"])["code"]
 
@@ -88,9 +105,16 @@ async def _authorize(http: httpx.AsyncClient, endpoints: Endpoints, challenge: s
 async def _refused_token(endpoints: Endpoints) -> dict[str, str]:
     async with httpx.AsyncClient() as http:
         code = await _authorize(http, endpoints, s256("x" * 64))
-        resp = await http.post(f"{endpoints.idp}/token", data={
-            "grant_type": "authorization_code", "code": code, "client_id": "apex-auth",
-            "redirect_uri": f"{endpoints.auth}{CALLBACK}", "code_verifier": "y" * 64})
+        resp = await http.post(
+            f"{endpoints.idp}/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "client_id": "apex-auth",
+                "redirect_uri": f"{endpoints.auth}{CALLBACK}",
+                "code_verifier": "y" * 64,
+            },
+        )
     return dict(resp.json())
 
 
@@ -114,8 +138,9 @@ async def test_concurrent_connections_stay_isolated(endpoints: Endpoints) -> Non
             hellos = [await receive(ws) for ws in conns]
             ids = {h["payload"]["connection_id"] for h in hellos}
             assert len(ids) == 3
-            replies = await asyncio.gather(*(ask(ws, f"usage {i}") for i, ws in
-                                             enumerate(conns[:2])))
+            replies = await asyncio.gather(
+                *(ask(ws, f"usage {i}") for i, ws in enumerate(conns[:2]))
+            )
             for ws in conns:  # nobody receives a stream that is not theirs
                 with pytest.raises(TimeoutError):
                     await asyncio.wait_for(ws.recv(), 0.3)
@@ -124,9 +149,10 @@ async def test_concurrent_connections_stay_isolated(endpoints: Endpoints) -> Non
                 await ws.close()
         bob_view = await api.http.get(
             f"{endpoints.backend}/api/threads/{replies[0][-1]['payload']['thread_id']}/messages",
-            headers=bob.header)
-    assert [r[-1]["payload"]["thread_id"] for r in replies][0] != replies[1][-1]["payload"][
-        "thread_id"]
+            headers=bob.header,
+        )
+    threads = [r[-1]["payload"]["thread_id"] for r in replies]
+    assert threads[0] != threads[1]
     assert bob_view.status_code == 404
 
 
@@ -146,8 +172,9 @@ def _tampered(tokens: Tokens) -> str:
 
 async def _assert_refused(endpoints: Endpoints, token: str, suffix: str = "") -> None:
     url = endpoints.gateway + suffix
-    headers = {} if suffix else {"Authorization": f"Bearer {token}"}
-    async with websockets.connect(url, additional_headers=headers) as ws:
+    async with websockets.connect(
+        url, additional_headers={"Authorization": f"Bearer {token}"}
+    ) as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
@@ -156,7 +183,8 @@ async def _assert_refused(endpoints: Endpoints, token: str, suffix: str = "") ->
 async def test_bad_tokens_are_refused_with_1008(endpoints: Endpoints, platform: Platform) -> None:
     async with ApexClient(endpoints) as api:
         _, tokens = await api.new_user("attacker")
-        await _assert_refused(endpoints, "", f"?token={tokens.access}")
+        # refused even beside a valid header: a query-string token leaks into logs
+        await _assert_refused(endpoints, tokens.access, f"?token={tokens.access}")
         await _assert_refused(endpoints, _tampered(tokens))
         await _assert_refused(endpoints, _unsigned(tokens))
         await _assert_refused(endpoints, tokens.refresh)
