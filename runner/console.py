@@ -32,7 +32,7 @@ def make_console(stderr: bool = False) -> Console:
         no_color=plain,
         highlight=False,
         soft_wrap=False,
-        width=None if stream.isatty() else 120,
+        width=None if stream.isatty() else 140,
         emoji=False,
     )
 
@@ -44,6 +44,16 @@ def render_summary(console: Console, outcome: Outcome) -> None:
     _notes(console, outcome)
     _gate(console, outcome)
     _verdict(console, outcome)
+    console.print(_test_counts(outcome), highlight=False)
+
+
+def _test_counts(outcome: Outcome) -> str:
+    """The plain closing line CI log readers look for: pytest tests, not entries."""
+    tests = [t for e in outcome.run.entries for t in e.tests]
+    passed = sum(t.status in (Status.PASSED, Status.FLAKY) for t in tests)
+    failed = sum(t.status in FAILING for t in tests)
+    skipped = sum(t.status in (Status.SKIPPED, Status.NOT_RUN) for t in tests)
+    return f"tests: {passed} passed, {failed} failed, {skipped} skipped"
 
 
 def _table(outcome: Outcome) -> Table:

@@ -45,6 +45,7 @@ def test_failed_run_reports_money_statuses_and_exit_1(mixed: Project) -> None:
         in proc.stdout
     )
     assert "$12,000 of $40,000 MRR protected" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "tests: 3 passed, 1 failed, 1 skipped"
     report = mixed.report()
     statuses = {t["id"]: t["status"] for t in report["tests"]}
     assert statuses == {"checkout": "failed", "catalog": "passed", "later": "pending"}
