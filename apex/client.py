@@ -28,6 +28,7 @@ class Endpoints:
     gateway: str
     idp: str = ""
     redis: str = ""
+    service_secret: str = ""
 
     @classmethod
     def from_env(cls) -> Endpoints | None:
@@ -40,6 +41,7 @@ class Endpoints:
             gateway=env["APEX_GATEWAY_URL"],
             idp=env.get("APEX_IDP_URL", ""),
             redis=env.get("REDIS_URL", ""),
+            service_secret=env.get("APEX_SERVICE_TOKEN", ""),
         )
 
 
@@ -79,6 +81,7 @@ class ApexClient:
     def __init__(self, endpoints: Endpoints, timeout: float = 10.0) -> None:
         self.ep = endpoints
         self.http = httpx.AsyncClient(timeout=timeout)
+        self._service: str = ""
 
     async def __aenter__(self) -> ApexClient:
         return self
@@ -131,8 +134,18 @@ class ApexClient:
             )
         )
 
+    async def service_headers(self) -> dict[str, str]:
+        """A service token from the auth service (client credentials), fetched once."""
+        if not self._service:
+            body = {"client_id": "apex-tests", "client_secret": self.ep.service_secret}
+            data = await self.call("POST", f"{self.ep.auth}/auth/service-token", json=body)
+            self._service = data["access_token"]
+        return {"Authorization": f"Bearer {self._service}"}
+
     async def session_view(self, base_url: str, sid: str) -> dict[str, Any] | None:
-        resp = await self.http.get(f"{base_url}/internal/sessions/{sid}")
+        resp = await self.http.get(
+            f"{base_url}/internal/sessions/{sid}", headers=await self.service_headers()
+        )
         return dict(resp.json()) if resp.status_code == 200 else None
 
     async def messages(self, tokens: Tokens, thread_id: str) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 Check = Callable[[], Awaitable[bool]]
@@ -50,6 +50,17 @@ def health_routes(name: str, checks: dict[str, Check]) -> list[Route]:
     return [Route("/health", health), Route("/health/ready", ready)]
 
 
+async def _dependency_down(request: Request, exc: Exception) -> Response:
+    return error(503, "a dependency is unavailable; try again shortly", retry_after_s=1)
+
+
+# A stalled or dead Redis is a 503 the client can retry, never a 500 with a traceback.
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    aioredis.RedisError: _dependency_down,
+    TimeoutError: _dependency_down,
+}
+
+
 def redis_check(client: aioredis.Redis) -> Check:
     async def ping() -> bool:
         return bool(await client.ping())
@@ -58,13 +69,18 @@ def redis_check(client: aioredis.Redis) -> Check:
 
 
 def make_redis(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
+    """A client whose pool is bounded: a burst of requests waits for a connection instead of
+    opening hundreds at once (which times out connects on a small machine)."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=64,
+        timeout=5.0,
         decode_responses=True,
         socket_connect_timeout=1.0,
         socket_timeout=2.0,
         health_check_interval=5,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def serve(app: Any, fd: int) -> None:

@@ -10,17 +10,26 @@ REFRESH_TTL_DEFAULT = 7 * 24 * 3600
 ISSUER = "apex-auth"
 
 
-def _int(name: str, default: int) -> int:
+def _positive(name: str, default: float, cast: type[int] | type[float]) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = cast(raw)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number of seconds, not {raw!r}") from None
+        kind = "a whole number" if cast is int else "a number"
+        raise ValueError(f"{name} must be {kind}, not {raw!r}") from None
     if value <= 0:
         raise ValueError(f"{name} must be above 0, not {value}")
     return value
+
+
+def _int(name: str, default: int) -> int:
+    return int(_positive(name, default, int))
+
+
+def _float(name: str, default: float) -> float:
+    return float(_positive(name, default, float))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,6 +48,14 @@ class Settings:
     service_token: str = field(default="", repr=False)
     fault_injection: bool = False
     agent_timeout: float = 2.0
+    backend_timeout: float = 10.0
+    breaker_threshold: int = 3
+    breaker_cooldown: float = 2.0
+    ws_rate: float = 20.0
+    ws_burst: float = 40.0
+    ws_user_rate: int = 100
+    http_rate: int = 100
+    http_window: float = 1.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -55,5 +72,13 @@ class Settings:
             idp_url=env.get("APEX_IDP_URL", ""),
             service_token=env.get("APEX_SERVICE_TOKEN", ""),
             fault_injection=env.get("APEX_FAULT_INJECTION") == "1",
-            agent_timeout=float(env.get("APEX_AGENT_TIMEOUT", "2.0")),
+            agent_timeout=_float("APEX_AGENT_TIMEOUT", 2.0),
+            backend_timeout=_float("APEX_BACKEND_TIMEOUT", 10.0),
+            breaker_threshold=_int("APEX_BREAKER_THRESHOLD", 3),
+            breaker_cooldown=_float("APEX_BREAKER_COOLDOWN", 2.0),
+            ws_rate=_float("APEX_WS_RATE", 20.0),
+            ws_burst=_float("APEX_WS_BURST", 40.0),
+            ws_user_rate=_int("APEX_WS_USER_RATE", 100),
+            http_rate=_int("APEX_HTTP_RATE", 100),
+            http_window=_float("APEX_HTTP_WINDOW", 1.0),
         )

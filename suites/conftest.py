@@ -12,6 +12,15 @@ from apex.client import Endpoints
 from apex.launcher import Stack, StackConfig
 from suites.platform import Platform
 
+# Fault injection on; a short backend timeout and breaker cooldown so outages are seen fast.
+SUITE_ENV = {
+    "APEX_FAULT_INJECTION": "1",
+    "APEX_BACKEND_TIMEOUT": "1.5",
+    "APEX_BREAKER_THRESHOLD": "2",
+    "APEX_BREAKER_COOLDOWN": "1.0",
+    "APEX_HTTP_RATE": "60",
+}
+
 
 @pytest.fixture(scope="session")
 def platform() -> Iterator[Platform]:
@@ -24,7 +33,7 @@ def platform() -> Iterator[Platform]:
             fault_injection=os.environ.get("APEX_FAULT_INJECTION") == "1",
         )
         return
-    config = StackConfig(env={"APEX_FAULT_INJECTION": "1"})
+    config = StackConfig(env=SUITE_ENV)
     with Stack(config) as stack:
         yield Platform(
             endpoints=stack.endpoints(),

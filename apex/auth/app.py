@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hmac
 import json
 import os
 from collections.abc import AsyncIterator
@@ -20,10 +21,13 @@ from apex.access import check_access
 from apex.auth.flows import Flows
 from apex.auth.oauth import OAuthClient, OAuthError
 from apex.auth.users import User, UserStore
-from apex.service import error, health_routes, make_redis, redis_check
+from apex.internal import session_routes
+from apex.service import EXCEPTION_HANDLERS, error, health_routes, make_redis, redis_check
 from apex.sessions import SessionCache, SessionStore
 from apex.settings import Settings
-from apex.tokens import TokenError, bearer
+from apex.tokens import SERVICE, Subject, TokenError, bearer, issue
+
+SERVICE_TTL = 300
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -123,6 +127,25 @@ class AuthApp:
         await self.flows.logout(claims)
         return JSONResponse({"logged_out": True})
 
+    async def service_token(self, request: Request) -> Response:
+        """Client credentials for services: the shared APEX_SERVICE_TOKEN secret."""
+        body = await _body(request)
+        client_id, secret = body.get("client_id"), body.get("client_secret")
+        expected = self.settings.service_token.encode()
+        if not (
+            isinstance(client_id, str)
+            and client_id
+            and isinstance(secret, str)
+            and expected
+            and hmac.compare_digest(secret.encode(), expected)
+        ):
+            return error(401, "invalid client credentials")
+        subject = Subject(sub=f"svc:{client_id}", sid="", roles=("service",))
+        token = issue(self.settings.jwt_secret, subject, token_type=SERVICE, ttl=SERVICE_TTL)
+        return JSONResponse(
+            {"access_token": token, "token_type": "Bearer", "expires_in": SERVICE_TTL}
+        )
+
     async def oauth_start(self, request: Request) -> Response:
         hint = request.query_params.get("login_hint", "")
         if "@" not in hint:
@@ -143,11 +166,6 @@ class AuthApp:
         user = await run_in_threadpool(self.users.external, email)
         return JSONResponse(await self.flows.login(user))
 
-    async def session_view(self, request: Request) -> Response:
-        """This service's cached view of a session (cross-service sync is observable)."""
-        session = await self.cache.get(request.path_params["sid"])
-        return JSONResponse(session) if session else error(404, "no such session")
-
     async def seed(self) -> None:
         email, password = _demo_credentials(self.settings)
         if (
@@ -166,9 +184,10 @@ class AuthApp:
             Route("/auth/logout", self.logout, methods=["POST"]),
             Route("/auth/validate", self.validate, methods=["POST"]),
             Route("/auth/me", self.me),
+            Route("/auth/service-token", self.service_token, methods=["POST"]),
             Route("/auth/oauth/start", self.oauth_start),
             Route("/auth/oauth/callback", self.oauth_callback),
-            Route("/internal/sessions/{sid}", self.session_view),
+            *session_routes(self.cache, self.settings.jwt_secret),
             *health_routes("auth", {"redis": redis_check(self.redis)}),
         ]
 
@@ -189,6 +208,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await state.http.aclose()
         await state.redis.aclose()
 
-    app = Starlette(routes=state.routes(), lifespan=lifespan)
+    app = Starlette(routes=state.routes(), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.apex = state
     return app

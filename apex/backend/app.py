@@ -1,30 +1,50 @@
-"""The backend service (Starlette): agent runs streamed as NDJSON, threads, sessions."""
+"""The backend service (Starlette): agent runs streamed as NDJSON, threads, sessions, credits."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from apex.access import check_access
 from apex.backend.agents import DeterministicProvider
+from apex.backend.ledger import Ledger
 from apex.backend.store import Store
 from apex.backend.supervisor import Request as AgentRequest
 from apex.backend.supervisor import Supervisor
-from apex.service import error, health_routes, make_redis, redis_check
+from apex.internal import session_routes
+from apex.ratelimit import UserRateLimit, WindowLimiter
+from apex.service import EXCEPTION_HANDLERS, error, health_routes, make_redis, redis_check
 from apex.sessions import SessionCache, SessionStore
 from apex.settings import Settings
 from apex.tokens import Claims, TokenError, bearer
 
 MAX_AGENT_TIMEOUT = 30.0
+Authed = Callable[[Request, Claims], Awaitable[Response]]
+
+
+class BadBody(Exception):
+    """The request body is not a JSON object."""
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadBody from None
+    if not isinstance(body, dict):
+        raise BadBody
+    return body
 
 
 class BackendApp:
@@ -35,20 +55,26 @@ class BackendApp:
         self.cache = SessionCache(self.sessions)
         self.store = Store(Path(settings.data_dir) / "backend.db")
         self.supervisor = Supervisor(self.store, DeterministicProvider())
+        self.ledger = Ledger(self.store, self.redis)
 
-    async def claims(self, request: Request) -> Claims:
-        token = bearer(request.headers.get("authorization"))
-        return await check_access(self.redis, self.settings.jwt_secret, token)
+    def authed(self, handler: Authed) -> Callable[[Request], Awaitable[Response]]:
+        """401 unless a valid, unrevoked access token comes with the request; 400 on bad JSON."""
 
-    async def run_agent(self, request: Request) -> Response:
-        try:
-            claims = await self.claims(request)
-            body = await request.json()
-        except TokenError as exc:
-            return error(401, str(exc))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error(400, "the body must be JSON")
-        content = body.get("content") if isinstance(body, dict) else None
+        async def wrapped(request: Request) -> Response:
+            try:
+                token = bearer(request.headers.get("authorization"))
+                claims = await check_access(self.redis, self.settings.jwt_secret, token)
+                return await handler(request, claims)
+            except TokenError as exc:
+                return error(401, str(exc))
+            except BadBody:
+                return error(400, "the body must be a JSON object")
+
+        return wrapped
+
+    async def run_agent(self, request: Request, claims: Claims) -> Response:
+        body = await json_object(request)
+        content = body.get("content")
         if not isinstance(content, str) or not content.strip():
             return error(422, "content must be a non-empty string")
         req = self._agent_request(claims, content, body)
@@ -68,10 +94,13 @@ class BackendApp:
             thread_id=thread_id if isinstance(thread_id, str) else None,
             faults=faults if isinstance(faults, dict) else {},
             agent_timeout=float(timeout),
+            stream_chunk=_bounded(options.get("stream_chunk"), 0, 10_000),
+            repeat=_bounded(options.get("repeat"), 1, 200),
         )
 
     async def _stream(self, req: AgentRequest) -> AsyncIterator[bytes]:
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        # bounded: a slow reader pauses the agents instead of growing this queue
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=64)
 
         async def emit(kind: str, payload: dict[str, Any]) -> None:
             await queue.put({"type": kind, "payload": payload})
@@ -91,18 +120,10 @@ class BackendApp:
         finally:
             task.cancel()
 
-    async def threads(self, request: Request) -> Response:
-        try:
-            claims = await self.claims(request)
-        except TokenError as exc:
-            return error(401, str(exc))
+    async def threads(self, request: Request, claims: Claims) -> Response:
         return JSONResponse({"threads": await asyncio.to_thread(self.store.threads, claims.sub)})
 
-    async def messages(self, request: Request) -> Response:
-        try:
-            claims = await self.claims(request)
-        except TokenError as exc:
-            return error(401, str(exc))
+    async def messages(self, request: Request, claims: Claims) -> Response:
         thread_id = request.path_params["thread_id"]
         if await asyncio.to_thread(self.store.owner, thread_id) != claims.sub:
             return error(404, "no such thread")  # another user's thread does not exist for you
@@ -113,45 +134,72 @@ class BackendApp:
             }
         )
 
-    async def run_view(self, request: Request) -> Response:
-        try:
-            await self.claims(request)
-        except TokenError as exc:
-            return error(401, str(exc))
-        runs = await asyncio.to_thread(self.store.run_tree, request.path_params["run_id"])
+    async def run_view(self, request: Request, claims: Claims) -> Response:
+        runs = await asyncio.to_thread(
+            self.store.run_tree, request.path_params["run_id"], claims.sub
+        )
         return JSONResponse({"runs": runs}) if runs else error(404, "no such run")
 
-    async def update_session(self, request: Request) -> Response:
-        try:
-            claims = await self.claims(request)
-            changes = await request.json()
-        except TokenError as exc:
-            return error(401, str(exc))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error(400, "the body must be JSON")
-        if not isinstance(changes, dict) or "user_id" in changes:
+    async def update_session(self, request: Request, claims: Claims) -> Response:
+        changes = await json_object(request)
+        if "user_id" in changes:
             return error(422, "send a JSON object of session data (user_id is read-only)")
         session = await self.sessions.update(claims.sid, changes)
         return JSONResponse(session) if session else error(404, "session ended")
 
-    async def session_view(self, request: Request) -> Response:
-        session = await self.cache.get(request.path_params["sid"])
-        return JSONResponse(session) if session else error(404, "no such session")
+    async def buy_credits(self, request: Request, claims: Claims) -> Response:
+        """Atomic from the user's view: the answer comes once SQLite and Redis both agree."""
+        body = await json_object(request)
+        amount, key = body.get("amount"), body.get("idempotency_key")
+        if not isinstance(amount, int) or isinstance(amount, bool) or not 0 < amount <= 10**6:
+            return error(422, "amount must be a whole number from 1 to 1,000,000")
+        if not isinstance(key, str) or not 0 < len(key) <= 128:
+            return error(422, "idempotency_key must be a string of 1 to 128 characters")
+        ledger_id, created = await asyncio.to_thread(self.ledger.record, claims.sub, amount, key)
+        if self.settings.fault_injection and body.get("crash_after_commit"):
+            os._exit(70)  # fault injection: die between the SQLite commit and the Redis write
+        await self.ledger.relay()
+        balances = await self.ledger.balances(claims.sub)
+        return JSONResponse(
+            {"ledger_id": ledger_id, "created": created, **balances},
+            status_code=201 if created else 200,
+        )
+
+    async def credits(self, request: Request, claims: Claims) -> Response:
+        return JSONResponse(await self.ledger.balances(claims.sub))
+
+    async def admin_overview(self, request: Request, claims: Claims) -> Response:
+        """Admins only: a user's token without the role gets 403, not the data."""
+        if "admin" not in claims.roles:
+            return error(403, "the admin role is required")
+        counts = await asyncio.to_thread(
+            self.store.query,
+            "SELECT (SELECT COUNT(*) FROM threads), (SELECT COUNT(*) FROM agent_runs)",
+        )
+        return JSONResponse({"threads": counts[0][0], "agent_runs": counts[0][1]})
 
     async def store_ok(self) -> bool:
         rows = await asyncio.to_thread(self.store.query, "SELECT 1")
         return rows == [(1,)]
 
     def routes(self) -> list[Route]:
+        a = self.authed
         return [
-            Route("/api/agent/run", self.run_agent, methods=["POST"]),
-            Route("/api/threads", self.threads),
-            Route("/api/threads/{thread_id}/messages", self.messages),
-            Route("/api/runs/{run_id}", self.run_view),
-            Route("/api/session", self.update_session, methods=["PATCH"]),
-            Route("/internal/sessions/{sid}", self.session_view),
+            Route("/api/agent/run", a(self.run_agent), methods=["POST"]),
+            Route("/api/threads", a(self.threads)),
+            Route("/api/threads/{thread_id}/messages", a(self.messages)),
+            Route("/api/runs/{run_id}", a(self.run_view)),
+            Route("/api/session", a(self.update_session), methods=["PATCH"]),
+            Route("/api/credits", a(self.buy_credits), methods=["POST"]),
+            Route("/api/credits", a(self.credits), methods=["GET"]),
+            Route("/api/admin/overview", a(self.admin_overview)),
+            *session_routes(self.cache, self.settings.jwt_secret),
             *health_routes("backend", {"redis": redis_check(self.redis), "sqlite": self.store_ok}),
         ]
+
+
+def _bounded(value: Any, low: int, high: int) -> int:
+    return value if isinstance(value, int) and low <= value <= high else low
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -160,10 +208,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await state.cache.start()
+        relay = asyncio.create_task(state.ledger.run_relay())  # also recovers after a crash
         yield
+        relay.cancel()
         await state.cache.stop()
         await state.redis.aclose()
 
-    app = Starlette(routes=state.routes(), lifespan=lifespan)
+    limiter = WindowLimiter(
+        state.redis, "http-user", state.settings.http_rate, state.settings.http_window
+    )
+    app = Starlette(
+        routes=state.routes(),
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(UserRateLimit, limiter=limiter, secret=state.settings.jwt_secret)],
+    )
     app.state.apex = state
     return app

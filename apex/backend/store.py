@@ -105,29 +105,22 @@ class Store:
             "INSERT INTO transitions (run_id, state, at) VALUES (?, ?, ?)", (run_id, state, now)
         )
 
-    def run_tree(self, run_id: str) -> list[dict[str, Any]]:
+    def run_tree(self, run_id: str, user_id: str) -> list[dict[str, Any]]:
+        """A run and its sub-agent runs, only for the user whose thread it belongs to."""
         rows = self.query(
-            "SELECT id, agent, state, error, started_at, finished_at FROM "
-            "agent_runs WHERE id = ? OR parent = ? ORDER BY rowid",
-            (run_id, run_id),
+            "SELECT id, agent, state, error, started_at, finished_at FROM agent_runs "
+            "WHERE (id = ? OR parent = ?) AND thread_id IN "
+            "(SELECT id FROM threads WHERE user_id = ?) ORDER BY rowid",
+            (run_id, run_id, user_id),
         )
+        keys = ("run_id", "agent", "state", "error", "started_at", "finished_at")
         return [
-            {
-                "run_id": r[0],
-                "agent": r[1],
-                "state": r[2],
-                "error": r[3],
-                "started_at": r[4],
-                "finished_at": r[5],
-                "transitions": [
-                    s
-                    for (s,) in self.query(
-                        "SELECT state FROM transitions WHERE run_id = ? ORDER BY id", (r[0],)
-                    )
-                ],
-            }
-            for r in rows
+            {**dict(zip(keys, r, strict=True)), "transitions": self._states(r[0])} for r in rows
         ]
+
+    def _states(self, run_id: str) -> list[str]:
+        rows = self.query("SELECT state FROM transitions WHERE run_id = ? ORDER BY id", (run_id,))
+        return [str(state) for (state,) in rows]
 
     def usage(self, user_id: str) -> list[dict[str, Any]]:
         if not self.query("SELECT 1 FROM usage WHERE user_id = ? LIMIT 1", (user_id,)):

@@ -36,6 +36,8 @@ class Request:
     thread_id: str | None = None
     faults: dict[str, str] = field(default_factory=dict)
     agent_timeout: float = 2.0
+    stream_chunk: int = 0  # > 0: stream the report in chunks of this many characters
+    repeat: int = 1
 
 
 class Tracked:
@@ -56,11 +58,15 @@ class Tracked:
 class _Job:
     """One user request being handled: what every sub-agent of it shares."""
 
+    req: Request
     ctx: Context
     emit: Emit
     thread_id: str
-    timeout: float
     parent: Tracked
+
+    @property
+    def timeout(self) -> float:
+        return self.req.agent_timeout
 
 
 class Supervisor:
@@ -87,7 +93,7 @@ class Supervisor:
         )
         plan = await triage(ctx)
         await emit("agent_thinking", {**base, "thought": plan["summary"], "agents": plan["agents"]})
-        job = _Job(ctx=ctx, emit=emit, thread_id=thread_id, timeout=req.agent_timeout, parent=run)
+        job = _Job(req=req, ctx=ctx, emit=emit, thread_id=thread_id, parent=run)
         subs = await asyncio.gather(*(self._sub(job, name) for name in plan["agents"]))
         return await self._finish(job, base, list(subs), started)
 
@@ -95,6 +101,8 @@ class Supervisor:
         self, job: _Job, base: dict[str, Any], subs: list[SubResult], started: float
     ) -> dict[str, Any]:
         report = aggregate(subs)
+        if job.req.stream_chunk:
+            await _stream_text(job, base, report["text"] * job.req.repeat)
         await job.emit("final_report", {**base, **report})
         await asyncio.to_thread(self.store.add_message, job.thread_id, "assistant", report["text"])
         ok = any(s.state is AgentState.COMPLETED for s in subs)
@@ -156,6 +164,15 @@ class Supervisor:
         if fault == "slow":
             await asyncio.sleep(job.timeout * 4)
         return await SUB_AGENTS[name](job.ctx)
+
+
+async def _stream_text(job: _Job, base: dict[str, Any], text: str) -> None:
+    """The answer as a model streams it: chunk by chunk, as partial results."""
+    size = job.req.stream_chunk
+    for index, start in enumerate(range(0, len(text), size)):
+        await job.emit(
+            "partial_result", {**base, "index": index, "content": text[start : start + size]}
+        )
 
 
 def _tool(name: str) -> str:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -15,13 +17,20 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from apex.access import check_access
-from apex.gateway.connection import POLICY_VIOLATION, Connection, parse_frame
-from apex.service import error, health_routes, make_redis, redis_check
+from apex.breaker import CircuitBreaker
+from apex.gateway.connection import POLICY_VIOLATION, TRY_AGAIN_LATER, Connection, parse_frame
+from apex.gateway.lineage import Lineage
+from apex.gateway.relay import Relay
+from apex.internal import service_only, session_routes
+from apex.ratelimit import TokenBucket, WindowLimiter
+from apex.service import EXCEPTION_HANDLERS, health_routes, make_redis, redis_check
 from apex.sessions import SessionCache, SessionStore
 from apex.settings import Settings
 from apex.tokens import TokenError, bearer
 
 QUERY_TOKEN_KEYS = ("token", "access_token", "jwt", "auth")
+RESUME_WINDOW = 120.0
+MAX_FRAME_BYTES = 64 * 1024
 
 
 def handshake_token(ws: WebSocket) -> tuple[str, str | None]:
@@ -41,29 +50,46 @@ class GatewayApp:
         self.settings = settings
         self.redis = make_redis(settings.redis_url)
         self.cache = SessionCache(SessionStore(self.redis))
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=1.0))
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.backend_timeout, connect=1.0))
+        self.breaker = CircuitBreaker(
+            "backend", settings.breaker_threshold, settings.breaker_cooldown
+        )
+        self.relay = Relay(self.http, settings.backend_url, self.breaker)
+        self.user_limit = WindowLimiter(self.redis, "ws-user", settings.ws_user_rate, 1.0)
         self.connections: dict[str, Connection] = {}
+        self.lineages: dict[str, Lineage] = {}
 
     async def websocket(self, ws: WebSocket) -> None:
+        conn = await self._handshake(ws)
+        if conn is None:
+            return
+        self.connections[conn.id] = conn
+        self.lineages[conn.lineage.id] = conn.lineage
+        writer = asyncio.create_task(conn.write_loop())
+        try:
+            await self._serve(conn)
+        finally:
+            self.connections.pop(conn.id, None)
+            await conn.detach()
+            writer.cancel()
+
+    async def _handshake(self, ws: WebSocket) -> Connection | None:
         try:
             token, proto = handshake_token(ws)
         except TokenError as exc:
             await ws.accept()
             await ws.close(code=POLICY_VIOLATION, reason=str(exc)[:120])
-            return
+            return None
         await ws.accept(subprotocol=proto)
         try:
             claims = await check_access(self.redis, self.settings.jwt_secret, token)
         except TokenError as exc:
             await ws.close(code=POLICY_VIOLATION, reason=str(exc)[:120])
-            return
-        conn = Connection(ws, claims, token)
-        self.connections[conn.id] = conn
-        try:
-            await self._serve(conn)
-        finally:
-            self.connections.pop(conn.id, None)
-            conn.cancel_run()
+            return None
+        except redis.RedisError:
+            await ws.close(code=TRY_AGAIN_LATER, reason="session store unavailable")
+            return None
+        return Connection(ws, claims, token)
 
     async def _serve(self, conn: Connection) -> None:
         session = await self.cache.get(conn.claims.sid)
@@ -73,10 +99,31 @@ class GatewayApp:
             user_id=conn.claims.sub,
             session_id=conn.claims.sid,
             session_version=session["version"] if session else None,
+            resume_id=conn.lineage.id,
+            last_seq=conn.lineage.seq,
         )
-        with contextlib.suppress(WebSocketDisconnect):
+        bucket = TokenBucket(self.settings.ws_rate, self.settings.ws_burst)
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             while not conn.closed:
-                await self._dispatch(conn, await conn.ws.receive_text())
+                text = await conn.ws.receive_text()
+                if await self._admit(conn, bucket, text):
+                    await self._dispatch(conn, text)
+
+    async def _admit(self, conn: Connection, bucket: TokenBucket, text: str) -> bool:
+        """Per-connection and per-user limits; a refused frame is answered, never queued."""
+        if len(text.encode()) > MAX_FRAME_BYTES:
+            await conn.send("error", code="frame_too_large", limit_bytes=MAX_FRAME_BYTES)
+            return False
+        wait = bucket.take() or await self.user_limit.hit(conn.claims.sub)
+        if wait:
+            await conn.send(
+                "error",
+                code="rate_limited",
+                message="slow down",
+                retry_after_ms=max(1, round(wait * 1000)),
+            )
+            return False
+        return True
 
     async def _dispatch(self, conn: Connection, text: str) -> None:
         parsed = parse_frame(text)
@@ -98,56 +145,91 @@ class GatewayApp:
         if not isinstance(content, str) or not content.strip():
             await conn.send("error", code="invalid_payload", message="payload.content is needed")
             return
-        if conn.run is not None and not conn.run.done():
+        lineage = conn.lineage
+        if lineage.busy():
             await conn.send("error", code="busy", message="an agent run is already in progress")
             return
-        conn.run = asyncio.create_task(self._relay(conn, payload))
+        lineage.run = asyncio.create_task(self.relay.run(lineage, conn.token, payload))
 
     _on_start_agent = _on_user_message
 
     async def _on_stop_agent(self, conn: Connection, payload: dict[str, Any]) -> None:
-        if conn.cancel_run():
-            await conn.send(
-                "agent_error", agent="supervisor", state="failed", error="stopped by the user"
+        if conn.lineage.cancel():
+            await conn.lineage.publish(
+                {
+                    "type": "agent_error",
+                    "payload": {
+                        "agent": "supervisor",
+                        "state": "failed",
+                        "error": "stopped by the user",
+                    },
+                }
             )
         else:
             await conn.send("error", code="no_run", message="no agent run is in progress")
 
-    async def _relay(self, conn: Connection, payload: dict[str, Any]) -> None:
-        """Stream the backend's NDJSON events to the client as frames, in order."""
-        body = {k: payload[k] for k in ("content", "thread_id", "options") if k in payload}
-        headers = {"authorization": f"Bearer {conn.token}"}
-        try:
-            async with self.http.stream(
-                "POST", f"{self.settings.backend_url}/api/agent/run", json=body, headers=headers
-            ) as resp:
-                if resp.status_code != 200:
-                    await conn.send(
-                        "error",
-                        code=f"backend_{resp.status_code}",
-                        message=(await resp.aread()).decode()[:200],
-                    )
-                    return
-                async for line in resp.aiter_lines():
-                    if line:
-                        await conn.send_raw(line)
-        except httpx.HTTPError as exc:
-            await conn.send(
-                "error",
-                code="backend_unavailable",
-                message=f"the agent service is unavailable ({type(exc).__name__})",
-            )
+    async def _on_ack(self, conn: Connection, payload: dict[str, Any]) -> None:
+        """Acknowledged frames need not be kept for a resume any more."""
+        seq = payload.get("seq")
+        if isinstance(seq, int):
+            while conn.lineage.buffer and conn.lineage.buffer[0][0] <= seq:
+                conn.lineage.buffer.popleft()
+
+    async def _on_resume(self, conn: Connection, payload: dict[str, Any]) -> None:
+        target = self.lineages.get(str(payload.get("resume_id", "")))
+        last = payload.get("last_seq", 0)
+        if target is None or target.sid != conn.claims.sid or not isinstance(last, int):
+            await conn.send("error", code="resume_unknown", message="nothing to resume")
+            return
+        if last + 1 < target.first_seq():
+            await conn.send("error", code="resume_gap", first_available=target.first_seq())
+            return
+        self.lineages.pop(conn.lineage.id, None)
+        conn.attach(target, last)
+        await conn.send("resumed", resume_id=target.id, last_seq=last, replaying=target.seq - last)
+        await conn.wake()
 
     async def on_session_event(self, event: dict[str, Any]) -> None:
-        for conn in list(self.connections.values()):
-            if conn.claims.sid != event["sid"]:
-                continue
-            if event["kind"] == "deleted":
-                await conn.send("error", code="session_ended", message=event.get("reason", ""))
-                await conn.close(POLICY_VIOLATION, "session ended")
-            else:
-                session = event["session"]
-                await conn.send("session_updated", version=session["version"], data=session["data"])
+        if event["kind"] == "deleted":
+            await self._end_session(event)
+            return
+        session = event["session"]
+        for lineage in [ln for ln in self.lineages.values() if ln.sid == event["sid"]]:
+            await lineage.publish(
+                {
+                    "type": "session_updated",
+                    "payload": {"version": session["version"], "data": session["data"]},
+                }
+            )
+
+    async def _end_session(self, event: dict[str, Any]) -> None:
+        for conn in [c for c in self.connections.values() if c.claims.sid == event["sid"]]:
+            await conn.send("error", code="session_ended", message=event.get("reason", ""))
+            await asyncio.sleep(0)  # let the writer flush the error before the close
+            await conn.close(POLICY_VIOLATION, "session ended")
+        for lineage_id in [k for k, ln in self.lineages.items() if ln.sid == event["sid"]]:
+            self.lineages.pop(lineage_id).cancel()
+
+    async def expire_lineages(self) -> None:
+        """Forget lineages nobody resumed within RESUME_WINDOW; stop their runs."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            for key, ln in list(self.lineages.items()):
+                if ln.conn is None and now - ln.detached_at > RESUME_WINDOW:
+                    self.lineages.pop(key).cancel()
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "connections": len(self.connections),
+                "lineages": len(self.lineages),
+                "buffered_frames": sum(len(ln.buffer) for ln in self.lineages.values()),
+                "largest_buffer": max((len(ln.buffer) for ln in self.lineages.values()), default=0),
+                "max_backlog": max((c.max_backlog for c in self.connections.values()), default=0),
+                "breaker": self.breaker.snapshot(),
+            }
+        )
 
     async def backend_ok(self) -> bool:
         resp = await self.http.get(f"{self.settings.backend_url}/health", timeout=0.5)
@@ -157,14 +239,12 @@ class GatewayApp:
         resp = await self.http.get(f"{self.settings.auth_url}/health", timeout=0.5)
         return resp.status_code == 200
 
-    async def session_view(self, request: Request) -> Response:
-        session = await self.cache.get(request.path_params["sid"])
-        return JSONResponse(session) if session else error(404, "no such session")
-
     def routes(self) -> list[Route | WebSocketRoute]:
+        secret = self.settings.jwt_secret
         return [
             WebSocketRoute("/ws", self.websocket),
-            Route("/internal/sessions/{sid}", self.session_view),
+            Route("/internal/stats", service_only(secret, self.stats)),
+            *session_routes(self.cache, secret),
             *health_routes(
                 "gateway",
                 {
@@ -184,14 +264,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await state.cache.start()
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         state.cache.listeners.append(queue)
-        pump = asyncio.create_task(_pump(queue, state))
+        tasks = [
+            asyncio.create_task(_pump(queue, state)),
+            asyncio.create_task(state.expire_lineages()),
+        ]
         yield
-        pump.cancel()
+        for task in tasks:
+            task.cancel()
         await state.cache.stop()
         await state.http.aclose()
         await state.redis.aclose()
 
-    app = Starlette(routes=state.routes(), lifespan=lifespan)
+    app = Starlette(routes=state.routes(), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
     app.state.apex = state
     return app
 

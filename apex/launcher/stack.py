@@ -174,6 +174,7 @@ class Stack:
             gateway=self.gateway_ws_url,
             idp=self.services["idp"].url,
             redis=self.redis_url,
+            service_secret=self.env["APEX_SERVICE_TOKEN"],
         )
 
     def env_lines(self) -> list[str]:

@@ -71,7 +71,8 @@ async def test_update_propagates_to_all_services_and_the_client(
     record_property("session_propagation_s", round(took, 4))
     data = {"user_id": updated["data"]["user_id"], "theme": "dark", "plan": "pro"}
     assert all(v is not None and v["data"] == data for v in views)
-    assert pushed == {"type": "session_updated", "payload": {"version": 2, "data": data}}
+    assert (pushed["type"], pushed["payload"]) == ("session_updated", {"version": 2, "data": data})
+    assert isinstance(pushed["seq"], int)  # resumable after a reconnect
 
 
 async def _ended_everywhere(api: ApexClient, sid: str) -> None:

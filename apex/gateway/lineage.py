@@ -1,0 +1,63 @@
+"""A resumable stream of frames: it outlives any one WebSocket connection.
+
+Every frame that matters after a reconnect (agent stream, session updates) gets the next
+`seq` of its lineage and stays in a bounded buffer. A client that reconnects sends
+`resume` with its `resume_id` and the last `seq` it received and gets the rest, once, in
+order. While a client is attached, a publisher that gets more than HIGH_WATER frames ahead
+of it waits: a slow reader slows the agent stream down instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from apex.gateway.connection import Connection
+
+BUFFER = 1000
+HIGH_WATER = 64
+
+
+class Lineage:
+    def __init__(self, sid: str, user_id: str) -> None:
+        self.id = secrets.token_urlsafe(12)
+        self.sid, self.user_id = sid, user_id
+        self.seq = 0
+        self.buffer: deque[tuple[int, str]] = deque(maxlen=BUFFER)
+        self.conn: Connection | None = None
+        self.run: asyncio.Task[None] | None = None
+        self.detached_at = time.monotonic()
+
+    async def publish(self, frame: dict[str, Any]) -> None:
+        conn = self.conn
+        if conn is not None:
+            async with conn.cond:
+                await conn.cond.wait_for(
+                    lambda: (
+                        self.conn is not conn or conn.closed or self.seq - conn.cursor < HIGH_WATER
+                    )
+                )
+        self.seq += 1
+        self.buffer.append((self.seq, json.dumps({**frame, "seq": self.seq})))
+        if self.conn is not None:
+            await self.conn.wake()
+
+    def after(self, seq: int) -> list[tuple[int, str]]:
+        return [(s, text) for s, text in self.buffer if s > seq]
+
+    def first_seq(self) -> int:
+        return self.buffer[0][0] if self.buffer else self.seq + 1
+
+    def busy(self) -> bool:
+        return self.run is not None and not self.run.done()
+
+    def cancel(self) -> bool:
+        if self.busy() and self.run is not None:
+            self.run.cancel()
+            return True
+        return False
