@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import socket
 
 from apex.service import serve
 
@@ -20,6 +22,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("service", choices=sorted(SERVICES))
     parser.add_argument("--fd", type=int, required=True, help="inherited listening socket")
     args = parser.parse_args(argv)
+    with socket.socket(fileno=os.dup(args.fd)) as probe:
+        host, port = probe.getsockname()[:2]
+    os.environ["APEX_SELF_URL"] = f"http://{host}:{port}"  # what discovery advertises
     module = importlib.import_module(SERVICES[args.service])
     serve(module.create_app(), args.fd)
 

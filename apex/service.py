@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -28,6 +31,13 @@ async def _run_check(check: Check) -> bool:
         return False
 
 
+async def run_checks(checks: dict[str, Check]) -> dict[str, bool]:
+    """Every check at once, each bounded by CHECK_TIMEOUT: a stalled dependency is False."""
+    names = list(checks)
+    results = await asyncio.gather(*(_run_check(checks[n]) for n in names))
+    return dict(zip(names, results, strict=True))
+
+
 def health_routes(name: str, checks: dict[str, Check]) -> list[Route]:
     """`/health` (the process answers) and `/health/ready` (its dependencies answer too)."""
     started = time.time()
@@ -38,10 +48,8 @@ def health_routes(name: str, checks: dict[str, Check]) -> list[Route]:
         )
 
     async def ready(request: Request) -> JSONResponse:
-        names = list(checks)
-        results = await asyncio.gather(*(_run_check(checks[n]) for n in names))
-        state = dict(zip(names, results, strict=True))
-        ok = all(results)
+        state = await run_checks(checks)
+        ok = all(state.values())
         return JSONResponse(
             {"status": "ready" if ok else "not_ready", "service": name, "checks": state},
             status_code=200 if ok else 503,
@@ -59,6 +67,31 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     aioredis.RedisError: _dependency_down,
     TimeoutError: _dependency_down,
 }
+
+
+class Lifecycle(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def make_app(state: Lifecycle, routes: list[Any], middleware: list[Middleware]) -> Starlette:
+    """A Starlette app whose lifespan starts and stops `state`; Redis failures become 503."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await state.start()
+        yield
+        await state.stop()
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=middleware,
+    )
+    app.state.apex = state
+    return app
 
 
 def redis_check(client: aioredis.Redis) -> Check:

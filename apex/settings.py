@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 ACCESS_TTL_DEFAULT = 900
 REFRESH_TTL_DEFAULT = 7 * 24 * 3600
@@ -56,29 +58,43 @@ class Settings:
     ws_user_rate: int = 100
     http_rate: int = 100
     http_window: float = 1.0
+    self_url: str = ""
+    config_file: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
-        env = os.environ
-        return cls(
-            redis_url=env.get("REDIS_URL", cls.redis_url),
-            jwt_secret=env.get("APEX_JWT_SECRET", ""),
-            access_ttl=_int("APEX_ACCESS_TOKEN_TTL", ACCESS_TTL_DEFAULT),
-            refresh_ttl=_int("APEX_REFRESH_TOKEN_TTL", REFRESH_TTL_DEFAULT),
-            data_dir=env.get("APEX_DATA_DIR", "."),
-            auth_url=env.get("APEX_AUTH_URL", ""),
-            backend_url=env.get("APEX_BACKEND_URL", ""),
-            gateway_url=env.get("APEX_GATEWAY_URL", ""),
-            idp_url=env.get("APEX_IDP_URL", ""),
-            service_token=env.get("APEX_SERVICE_TOKEN", ""),
-            fault_injection=env.get("APEX_FAULT_INJECTION") == "1",
-            agent_timeout=_float("APEX_AGENT_TIMEOUT", 2.0),
-            backend_timeout=_float("APEX_BACKEND_TIMEOUT", 10.0),
-            breaker_threshold=_int("APEX_BREAKER_THRESHOLD", 3),
-            breaker_cooldown=_float("APEX_BREAKER_COOLDOWN", 2.0),
-            ws_rate=_float("APEX_WS_RATE", 20.0),
-            ws_burst=_float("APEX_WS_BURST", 40.0),
-            ws_user_rate=_int("APEX_WS_USER_RATE", 100),
-            http_rate=_int("APEX_HTTP_RATE", 100),
-            http_window=_float("APEX_HTTP_WINDOW", 1.0),
-        )
+        return cls(**{name: read(var, getattr(cls, name)) for name, (var, read) in _ENV.items()})
+
+
+def _text(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _flag(name: str, default: bool) -> bool:
+    return os.environ.get(name, "1" if default else "0") == "1"
+
+
+_ENV: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "redis_url": ("REDIS_URL", _text),
+    "jwt_secret": ("APEX_JWT_SECRET", _text),
+    "access_ttl": ("APEX_ACCESS_TOKEN_TTL", _int),
+    "refresh_ttl": ("APEX_REFRESH_TOKEN_TTL", _int),
+    "data_dir": ("APEX_DATA_DIR", _text),
+    "auth_url": ("APEX_AUTH_URL", _text),
+    "backend_url": ("APEX_BACKEND_URL", _text),
+    "gateway_url": ("APEX_GATEWAY_URL", _text),
+    "idp_url": ("APEX_IDP_URL", _text),
+    "service_token": ("APEX_SERVICE_TOKEN", _text),
+    "fault_injection": ("APEX_FAULT_INJECTION", _flag),
+    "agent_timeout": ("APEX_AGENT_TIMEOUT", _float),
+    "backend_timeout": ("APEX_BACKEND_TIMEOUT", _float),
+    "breaker_threshold": ("APEX_BREAKER_THRESHOLD", _int),
+    "breaker_cooldown": ("APEX_BREAKER_COOLDOWN", _float),
+    "ws_rate": ("APEX_WS_RATE", _float),
+    "ws_burst": ("APEX_WS_BURST", _float),
+    "ws_user_rate": ("APEX_WS_USER_RATE", _int),
+    "http_rate": ("APEX_HTTP_RATE", _int),
+    "http_window": ("APEX_HTTP_WINDOW", _float),
+    "self_url": ("APEX_SELF_URL", _text),
+    "config_file": ("APEX_CONFIG_FILE", _text),
+}

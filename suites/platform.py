@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from apex.client import Endpoints
+from apex.client import Endpoints, gateway_http
 from apex.launcher import Stack
 
 BUDGETS_FILE = Path(__file__).resolve().parent.parent / "config" / "budgets.yaml"
@@ -28,6 +28,16 @@ class Platform:
     @property
     def local(self) -> bool:
         return self.stack is not None
+
+
+def service_urls(endpoints: Endpoints) -> dict[str, str]:
+    """Every HTTP service's base URL, by name."""
+    urls = {
+        "auth": endpoints.auth,
+        "backend": endpoints.backend,
+        "gateway": gateway_http(endpoints),
+    }
+    return {**urls, "idp": endpoints.idp} if endpoints.idp else urls
 
 
 def budgets() -> dict[str, float]:

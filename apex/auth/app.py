@@ -6,7 +6,6 @@ import contextlib
 import hmac
 import json
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,8 @@ from apex.auth.flows import Flows
 from apex.auth.oauth import OAuthClient, OAuthError
 from apex.auth.users import User, UserStore
 from apex.internal import session_routes
-from apex.service import EXCEPTION_HANDLERS, error, health_routes, make_redis, redis_check
+from apex.node import Node
+from apex.service import error, make_app, make_redis, redis_check
 from apex.sessions import SessionCache, SessionStore
 from apex.settings import Settings
 from apex.tokens import SERVICE, Subject, TokenError, bearer, issue
@@ -48,6 +48,7 @@ class AuthApp:
         self.cache = SessionCache(self.sessions)
         self.users = UserStore(Path(settings.data_dir) / "auth.db")
         self.flows = Flows(settings, self.redis, self.sessions)
+        self.node = Node("auth", settings, self.redis, {"redis": redis_check(self.redis)})
         self.http = httpx.AsyncClient(timeout=5.0)
         self.oauth = OAuthClient(
             settings.idp_url, f"{settings.auth_url}/auth/oauth/callback", self.redis, self.http
@@ -176,6 +177,17 @@ class AuthApp:
             with contextlib.suppress(Exception):
                 await run_in_threadpool(self.users.add, email, password, ("user", "admin"))
 
+    async def start(self) -> None:
+        await self.seed()
+        await self.cache.start()
+        await self.node.start()
+
+    async def stop(self) -> None:
+        await self.node.stop()
+        await self.cache.stop()
+        await self.http.aclose()
+        await self.redis.aclose()
+
     def routes(self) -> list[Route]:
         return [
             Route("/auth/register", self.register, methods=["POST"]),
@@ -188,7 +200,7 @@ class AuthApp:
             Route("/auth/oauth/start", self.oauth_start),
             Route("/auth/oauth/callback", self.oauth_callback),
             *session_routes(self.cache, self.settings.jwt_secret),
-            *health_routes("auth", {"redis": redis_check(self.redis)}),
+            *self.node.routes(),
         ]
 
 
@@ -198,16 +210,4 @@ def _demo_credentials(settings: Settings) -> tuple[str, str]:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     state = AuthApp(settings or Settings.from_env())
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await state.seed()
-        await state.cache.start()
-        yield
-        await state.cache.stop()
-        await state.http.aclose()
-        await state.redis.aclose()
-
-    app = Starlette(routes=state.routes(), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
-    app.state.apex = state
-    return app
+    return make_app(state, state.routes(), state.node.middleware())

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -22,12 +22,19 @@ from apex.backend.ledger import Ledger
 from apex.backend.store import Store
 from apex.backend.supervisor import Request as AgentRequest
 from apex.backend.supervisor import Supervisor
-from apex.internal import session_routes
+from apex.cachechain import write_price
+from apex.discovery import resolve
+from apex.internal import service_only, session_routes
+from apex.metrics_agg import Aggregator
+from apex.mq import Queue, Worker
+from apex.node import Node
 from apex.ratelimit import UserRateLimit, WindowLimiter
-from apex.service import EXCEPTION_HANDLERS, error, health_routes, make_redis, redis_check
+from apex.runtime_config import ConfigError, public, publish
+from apex.service import error, make_app, make_redis, redis_check
 from apex.sessions import SessionCache, SessionStore
 from apex.settings import Settings
 from apex.tokens import Claims, TokenError, bearer
+from apex.worker import handlers
 
 MAX_AGENT_TIMEOUT = 30.0
 Authed = Callable[[Request, Claims], Awaitable[Response]]
@@ -56,6 +63,16 @@ class BackendApp:
         self.store = Store(Path(settings.data_dir) / "backend.db")
         self.supervisor = Supervisor(self.store, DeterministicProvider())
         self.ledger = Ledger(self.store, self.redis)
+        self.http = httpx.AsyncClient(timeout=2.0)
+        self.aggregator = Aggregator(self.redis, self.http)
+        self.jobs = Queue(self.redis, "jobs")
+        self.tasks: list[asyncio.Task[None]] = []
+        self.node = Node(
+            "backend",
+            settings,
+            self.redis,
+            {"redis": redis_check(self.redis), "sqlite": self.store_ok},
+        )
 
     def authed(self, handler: Authed) -> Callable[[Request], Awaitable[Response]]:
         """401 unless a valid, unrevoked access token comes with the request; 400 on bad JSON."""
@@ -84,9 +101,14 @@ class BackendApp:
         raw = body.get("options")
         options: dict[str, Any] = raw if isinstance(raw, dict) else {}
         faults = options.get("faults", {}) if self.settings.fault_injection else {}
-        timeout = options.get("agent_timeout", self.settings.agent_timeout)
+        default = (
+            self.node.config.config.agent_timeout
+            if self.node.config.version
+            else self.settings.agent_timeout
+        )  # a published config wins over the env
+        timeout = options.get("agent_timeout", default)
         if not isinstance(timeout, int | float) or not 0.01 <= timeout <= MAX_AGENT_TIMEOUT:
-            timeout = self.settings.agent_timeout
+            timeout = default
         thread_id = body.get("thread_id")
         return AgentRequest(
             user_id=claims.sub,
@@ -178,12 +200,61 @@ class BackendApp:
         )
         return JSONResponse({"threads": counts[0][0], "agent_runs": counts[0][1]})
 
+    async def set_price(self, request: Request, claims: Claims) -> Response:
+        """Admins change a catalog price; the answer waits until every service invalidated."""
+        if "admin" not in claims.roles:
+            return error(403, "the admin role is required")
+        price = (await json_object(request)).get("price")
+        if not isinstance(price, int | float) or isinstance(price, bool) or not 0 <= price < 1e9:
+            return error(422, "price must be a non-negative number")
+        expected = {r["instance"] for r in await resolve(self.redis)}
+        result = await write_price(self.redis, request.path_params["model"], float(price), expected)
+        return JSONResponse(result, status_code=200 if not result["missing"] else 504)
+
+    async def put_config(self, request: Request) -> Response:
+        """Publish a configuration change to every service (service token); 422 keeps the old."""
+        try:
+            changes = await json_object(request)
+            version, config = await publish(self.redis, self.node.config.config, changes)
+        except BadBody:
+            return error(400, "the body must be a JSON object")
+        except ConfigError as exc:
+            return error(
+                422, f"invalid configuration: {exc}", version_in_force=self.node.config.version
+            )
+        return JSONResponse({"version": version, "config": public(config)})
+
+    async def metrics_summary(self, request: Request) -> Response:
+        return JSONResponse(await self.aggregator.summary())
+
     async def store_ok(self) -> bool:
         rows = await asyncio.to_thread(self.store.query, "SELECT 1")
         return rows == [(1,)]
 
+    async def start(self) -> None:
+        await self.cache.start()
+        await self.node.start()
+        await self.jobs.setup()
+        worker = Worker(self.jobs, f"backend-{os.getpid()}", handlers(self.jobs))
+        self.tasks = [
+            asyncio.create_task(c)
+            for c in (
+                self.ledger.run_relay(),  # also recovers what a crash left in the outbox
+                self.aggregator.run(),
+                worker.run(),
+            )
+        ]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await self.http.aclose()
+        await self.node.stop()
+        await self.cache.stop()
+        await self.redis.aclose()
+
     def routes(self) -> list[Route]:
-        a = self.authed
+        a, secret = self.authed, self.settings.jwt_secret
         return [
             Route("/api/agent/run", a(self.run_agent), methods=["POST"]),
             Route("/api/threads", a(self.threads)),
@@ -193,8 +264,11 @@ class BackendApp:
             Route("/api/credits", a(self.buy_credits), methods=["POST"]),
             Route("/api/credits", a(self.credits), methods=["GET"]),
             Route("/api/admin/overview", a(self.admin_overview)),
+            Route("/api/catalog/{model}", a(self.set_price), methods=["PUT"]),
+            Route("/internal/config", service_only(secret, self.put_config), methods=["PUT"]),
+            Route("/internal/metrics/summary", service_only(secret, self.metrics_summary)),
             *session_routes(self.cache, self.settings.jwt_secret),
-            *health_routes("backend", {"redis": redis_check(self.redis), "sqlite": self.store_ok}),
+            *self.node.routes(),
         ]
 
 
@@ -204,24 +278,8 @@ def _bounded(value: Any, low: int, high: int) -> int:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     state = BackendApp(settings or Settings.from_env())
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await state.cache.start()
-        relay = asyncio.create_task(state.ledger.run_relay())  # also recovers after a crash
-        yield
-        relay.cancel()
-        await state.cache.stop()
-        await state.redis.aclose()
-
     limiter = WindowLimiter(
         state.redis, "http-user", state.settings.http_rate, state.settings.http_window
     )
-    app = Starlette(
-        routes=state.routes(),
-        lifespan=lifespan,
-        exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(UserRateLimit, limiter=limiter, secret=state.settings.jwt_secret)],
-    )
-    app.state.apex = state
-    return app
+    rate_limit = Middleware(UserRateLimit, limiter=limiter, secret=state.settings.jwt_secret)
+    return make_app(state, state.routes(), [*state.node.middleware(), rate_limit])

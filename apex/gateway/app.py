@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -18,12 +17,14 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from apex.access import check_access
 from apex.breaker import CircuitBreaker
+from apex.discovery import PeerResolver
 from apex.gateway.connection import POLICY_VIOLATION, TRY_AGAIN_LATER, Connection, parse_frame
 from apex.gateway.lineage import Lineage
 from apex.gateway.relay import Relay
 from apex.internal import service_only, session_routes
+from apex.node import Node
 from apex.ratelimit import TokenBucket, WindowLimiter
-from apex.service import EXCEPTION_HANDLERS, health_routes, make_redis, redis_check
+from apex.service import make_app, make_redis, redis_check
 from apex.sessions import SessionCache, SessionStore
 from apex.settings import Settings
 from apex.tokens import TokenError, bearer
@@ -54,10 +55,18 @@ class GatewayApp:
         self.breaker = CircuitBreaker(
             "backend", settings.breaker_threshold, settings.breaker_cooldown
         )
-        self.relay = Relay(self.http, settings.backend_url, self.breaker)
+        self.backends = PeerResolver(self.redis, "backend")  # found by discovery, not by port
+        self.relay = Relay(self.http, self.backends, self.breaker)
         self.user_limit = WindowLimiter(self.redis, "ws-user", settings.ws_user_rate, 1.0)
         self.connections: dict[str, Connection] = {}
         self.lineages: dict[str, Lineage] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.node = Node(
+            "gateway",
+            settings,
+            self.redis,
+            {"redis": redis_check(self.redis), "backend": self.backend_ok, "auth": self.auth_ok},
+        )
 
     async def websocket(self, ws: WebSocket) -> None:
         conn = await self._handshake(ws)
@@ -100,6 +109,8 @@ class GatewayApp:
             session_id=conn.claims.sid,
             session_version=session["version"] if session else None,
             resume_id=conn.lineage.id,
+            config_version=self.node.config.version,
+            banner=self.node.config.config.maintenance_banner,
             last_seq=conn.lineage.seq,
         )
         bucket = TokenBucket(self.settings.ws_rate, self.settings.ws_burst)
@@ -232,12 +243,34 @@ class GatewayApp:
         )
 
     async def backend_ok(self) -> bool:
-        resp = await self.http.get(f"{self.settings.backend_url}/health", timeout=0.5)
-        return resp.status_code == 200
+        """Ready only while discovery knows a healthy backend that answers."""
+        url = await self.backends.url()
+        return (
+            url is not None
+            and (await self.http.get(f"{url}/health", timeout=0.5)).status_code == 200
+        )
 
     async def auth_ok(self) -> bool:
         resp = await self.http.get(f"{self.settings.auth_url}/health", timeout=0.5)
         return resp.status_code == 200
+
+    async def start(self) -> None:
+        await self.cache.start()
+        await self.node.start()
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.cache.listeners.append(queue)
+        self.tasks = [
+            asyncio.create_task(_pump(queue, self)),
+            asyncio.create_task(self.expire_lineages()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await self.node.stop()
+        await self.cache.stop()
+        await self.http.aclose()
+        await self.redis.aclose()
 
     def routes(self) -> list[Route | WebSocketRoute]:
         secret = self.settings.jwt_secret
@@ -245,39 +278,13 @@ class GatewayApp:
             WebSocketRoute("/ws", self.websocket),
             Route("/internal/stats", service_only(secret, self.stats)),
             *session_routes(self.cache, secret),
-            *health_routes(
-                "gateway",
-                {
-                    "redis": redis_check(self.redis),
-                    "backend": self.backend_ok,
-                    "auth": self.auth_ok,
-                },
-            ),
+            *self.node.routes(),
         ]
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
     state = GatewayApp(settings or Settings.from_env())
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await state.cache.start()
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        state.cache.listeners.append(queue)
-        tasks = [
-            asyncio.create_task(_pump(queue, state)),
-            asyncio.create_task(state.expire_lineages()),
-        ]
-        yield
-        for task in tasks:
-            task.cancel()
-        await state.cache.stop()
-        await state.http.aclose()
-        await state.redis.aclose()
-
-    app = Starlette(routes=state.routes(), lifespan=lifespan, exception_handlers=EXCEPTION_HANDLERS)
-    app.state.apex = state
-    return app
+    return make_app(state, state.routes(), state.node.middleware())
 
 
 async def _pump(queue: asyncio.Queue[dict[str, Any]], state: GatewayApp) -> None:

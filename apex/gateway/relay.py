@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 
 from apex.breaker import CircuitBreaker
+from apex.discovery import PeerResolver
 from apex.gateway.lineage import Lineage
 
 
@@ -16,8 +17,10 @@ def _error(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 
 class Relay:
-    def __init__(self, http: httpx.AsyncClient, backend_url: str, breaker: CircuitBreaker) -> None:
-        self.http, self.backend_url, self.breaker = http, backend_url, breaker
+    def __init__(
+        self, http: httpx.AsyncClient, backends: PeerResolver, breaker: CircuitBreaker
+    ) -> None:
+        self.http, self.backends, self.breaker = http, backends, breaker
 
     async def run(self, lineage: Lineage, token: str, payload: dict[str, Any]) -> None:
         """Stream the backend's NDJSON events into the lineage; fail fast when it is down."""
@@ -45,7 +48,10 @@ class Relay:
     async def _stream(self, lineage: Lineage, token: str, payload: dict[str, Any]) -> None:
         body = {k: payload[k] for k in ("content", "thread_id", "options") if k in payload}
         headers = {"authorization": f"Bearer {token}"}
-        url = f"{self.backend_url}/api/agent/run"
+        base = await self.backends.url()
+        if base is None:
+            raise httpx.ConnectError("no healthy backend is registered in discovery")
+        url = f"{base}/api/agent/run"
         async with self.http.stream("POST", url, json=body, headers=headers) as resp:
             if resp.status_code >= 500:
                 raise httpx.HTTPStatusError("backend error", request=resp.request, response=resp)

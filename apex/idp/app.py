@@ -8,9 +8,11 @@ required, and ID tokens are RS256 JWTs (joserfc) verifiable against the JWKS.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -22,8 +24,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from apex.node import Node
 from apex.pkce import s256
-from apex.service import health_routes
+from apex.service import make_redis
+from apex.settings import Settings
 
 CLIENT_ID = "apex-auth"
 CODE_TTL = 60
@@ -44,7 +48,8 @@ def oauth_error(code: str, description: str, status: int = 400) -> JSONResponse:
 
 
 class IdentityProvider:
-    def __init__(self, issuer: str, redirect_uris: set[str]) -> None:
+    def __init__(self, issuer: str, redirect_uris: set[str], node: Node) -> None:
+        self.node = node
         self.issuer = issuer
         self.redirect_uris = redirect_uris
         self.key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8)})
@@ -150,14 +155,24 @@ class IdentityProvider:
             Route("/authorize", self.authorize),
             Route("/token", self.token, methods=["POST"]),
             Route("/userinfo", self.userinfo),
-            *health_routes("idp", {}),
+            *self.node.routes(),
         ]
 
 
 def create_app() -> Starlette:
     issuer = os.environ.get("APEX_IDP_URL", "http://127.0.0.1")
     callback = os.environ.get("APEX_AUTH_URL", "http://127.0.0.1") + "/auth/oauth/callback"
-    idp = IdentityProvider(issuer, {callback})
-    app = Starlette(routes=idp.routes())
+    settings = Settings.from_env()
+    client = make_redis(settings.redis_url)
+    idp = IdentityProvider(issuer, {callback}, Node("idp", settings, client, {}))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await idp.node.start()
+        yield
+        await idp.node.stop()
+        await client.aclose()
+
+    app = Starlette(routes=idp.routes(), lifespan=lifespan, middleware=idp.node.middleware())
     app.state.apex = idp
     return app
