@@ -153,7 +153,7 @@ class _Run:
             timeout=timeout,
             grace=self.options.grace,
             extra_args=("--continue-on-collection-errors", *self.options.extra_args),
-            spec_file=self._write_spec(),
+            spec_file=self._write_spec(attempt),
             events_file=self.workdir / f"events-{attempt}.jsonl",
             log_file=self.workdir / f"pytest-{attempt}.log",
         )
@@ -173,11 +173,13 @@ class _Run:
         log, exit_ = self.once(nodeids, timeout, attempt)
         return log.finish(_interruption(log, exit_, timeout), attempt)
 
-    def _write_spec(self) -> Path:
-        path = self.workdir / "selection.json"
+    def _write_spec(self, attempt: int) -> Path:
+        """A rerun collects only the tests it retries: registry checks belong to attempt 1."""
+        path = self.workdir / f"selection-{attempt}.json"
         entries = [{"id": e.id, "path": e.path} for e in self.registry.tests if not e.pending]
         spec = {
             "root": str(self.registry.root),
+            "check_registry": attempt == 1,
             "strict": self.options.strict,
             "entries": entries,
             "selected": [e.id for e in self.selection.runnable],

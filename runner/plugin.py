@@ -79,7 +79,8 @@ class RunnerPlugin:
         self.stream = stream
         self.index = EntryIndex(spec["entries"], Path(spec["root"]))
         self.selected = set(spec["selected"])
-        self.strict = bool(spec.get("strict"))
+        self.check_registry = bool(spec.get("check_registry", True))
+        self.strict = self.check_registry and bool(spec.get("strict"))
         self.root = config.rootpath
         self.touched: set[str | None] = set()
 
@@ -120,7 +121,8 @@ class RunnerPlugin:
         if drop:
             config.hook.pytest_deselected(items=drop)
         self.stream.emit("unregistered", nodeids=unregistered)
-        self._stop_on_unmatched()
+        if self.check_registry:
+            self._stop_on_unmatched()
         if self.strict and unregistered:
             self.stream.emit("strict_unregistered")
             pytest.exit("collected tests are not registered (--strict)", returncode=4)

@@ -65,7 +65,7 @@ class GatewayApp:
             "gateway",
             settings,
             self.redis,
-            {"redis": redis_check(self.redis), "backend": self.backend_ok, "auth": self.auth_ok},
+            {"redis": redis_check(self.redis), "backend": self.backend_ok},
         )
 
     async def websocket(self, ws: WebSocket) -> None:
@@ -249,10 +249,6 @@ class GatewayApp:
             url is not None
             and (await self.http.get(f"{url}/health", timeout=0.5)).status_code == 200
         )
-
-    async def auth_ok(self) -> bool:
-        resp = await self.http.get(f"{self.settings.auth_url}/health", timeout=0.5)
-        return resp.status_code == 200
 
     async def start(self) -> None:
         await self.cache.start()

@@ -51,6 +51,10 @@ def redis_url(endpoints: Endpoints) -> str:
 
 @pytest.mark.usefixtures("redis_url")
 async def test_every_service_registers_and_heartbeats(endpoints: Endpoints) -> None:
+    async def settled() -> bool:  # a heartbeat may still report a peer that just restarted
+        return all(r["status"] == "healthy" for r in _latest(await _registry(endpoints)).values())
+
+    await eventually(settled, 5, interval=0.1)
     first = _latest(await _registry(endpoints))
     assert {name: first[name]["url"] for name in service_urls(endpoints)} == service_urls(endpoints)
     assert all(r["status"] == "healthy" for r in first.values())

@@ -140,7 +140,7 @@ def _wait_for_running(proc: subprocess.Popen[str], root: Path) -> None:
         found = list(Path("/tmp").glob("utr-*/events-1.jsonl"))
         if any(
             "test_slow.py::test_slow" in p.read_text()
-            and str(root) in (p.parent / "selection.json").read_text()
+            and str(root) in (p.parent / "selection-1.json").read_text()
             for p in found
         ):
             return
@@ -204,7 +204,8 @@ def test_collection_error_outside_the_selection_is_only_a_warning(project: Proje
     assert "collection error outside the selection: tests/test_broken.py" in proc.stdout
 
 
-def test_flaky_test_is_retried_per_tier_policy(project: Project) -> None:
+def _write_flaky(project: Project) -> None:
+    """A test that fails on its first run in this project and passes afterwards."""
     marker = project.root / "seen"
     project.write(
         "tests/test_flaky.py",
@@ -218,6 +219,10 @@ def test_flaky_test_is_retried_per_tier_policy(project: Project) -> None:
                 raise AssertionError("first attempt fails")
     """,
     )
+
+
+def test_flaky_test_is_retried_per_tier_policy(project: Project) -> None:
+    _write_flaky(project)
     project.registry([entry("flaky", "tests/test_flaky.py", tier=2)])
     proc = project.run("--json", "run.json", "--junit", "run.xml")
     assert proc.returncode == 0, proc.stdout
@@ -225,6 +230,23 @@ def test_flaky_test_is_retried_per_tier_policy(project: Project) -> None:
     assert test["status"] == "flaky"
     assert [a["status"] for a in test["attempts"]] == ["failed", "passed"]
     assert "<flakyFailure" in (project.root / "run.xml").read_text()
+
+
+def test_a_retry_among_several_entries_is_not_a_registry_error(project: Project) -> None:
+    _write_flaky(project)
+    project.write("tests/test_steady.py", "def test_steady():\n    pass\n")
+    project.registry(
+        [
+            entry("flaky", "tests/test_flaky.py", tier=3),
+            entry("steady", "tests/test_steady.py", tier=3),
+        ]
+    )
+    proc = project.run("--json", "run.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert {t["id"]: t["status"] for t in project.report()["tests"]} == {
+        "flaky": "flaky",
+        "steady": "passed",
+    }
 
 
 def test_targets_follow_a_double_dash_so_none_is_an_option(tmp_path: Path) -> None:
