@@ -40,6 +40,15 @@ async def _publish(api: ApexClient, changes: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+async def _reached(api: ApexClient, version: int) -> float:
+    """Seconds until every service runs configuration `version`."""
+
+    async def everywhere() -> bool:
+        return all(c["version"] == version for c in (await _configs(api)).values())
+
+    return await eventually(everywhere, budgets()["session_propagation_s"])
+
+
 def test_layers_defaults_then_file_then_environment(tmp_path: Path) -> None:
     file = tmp_path / "apex.yaml"
     file.write_text("agent_timeout: 4\nmaintenance_banner: from file\n")
@@ -73,16 +82,11 @@ async def test_runtime_change_reaches_every_service_with_a_version(
         published = await _publish(
             api, {"features": {"streaming": True}, "maintenance_banner": "v-next"}
         )
-        version = published["version"]
-
-        async def everywhere() -> bool:
-            return all(
-                c["version"] == version and c["config"]["features"] == {"streaming": True}
-                for c in (await _configs(api)).values()
-            )
-
-        took = await eventually(everywhere, budgets()["session_propagation_s"])
+        took = await _reached(api, published["version"])
+        configs = await _configs(api)
     record_property("config_propagation_s", round(took, 4))
+    assert all(c["config"]["features"] == {"streaming": True} for c in configs.values())
+    assert all(c["config"]["maintenance_banner"] == "v-next" for c in configs.values())
 
 
 async def test_invalid_change_is_refused_and_the_old_one_stays(endpoints: Endpoints) -> None:
@@ -104,6 +108,7 @@ async def test_invalid_change_is_refused_and_the_old_one_stays(endpoints: Endpoi
 async def test_secrets_are_never_printed(local_stack: Stack) -> None:
     async with ApexClient(local_stack.endpoints()) as api:
         published = await _publish(api, {"llm_api_key": SECRET})
+        await _reached(api, published["version"])
         configs = await _configs(api)
         outputs = [str(published), str(configs)]
         for url in service_urls(api.ep).values():
