@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -13,31 +13,90 @@ import click
 
 from runner import __version__
 from runner.errors import ExitCode, RunnerError
-from runner.model import Registry
-from runner.plan import plan_dict, plan_lines
 from runner.registry import load_registry
-from runner.select import Criteria, Selection, level_timeout, select
+from runner.select import Criteria, select
 
 DEFAULT_REGISTRY = "config/levels.yaml"
 REGISTRY_ENV = "UTR_REGISTRY"
+Deco = Callable[[Callable[..., Any]], Callable[..., Any]]
+FILE = click.Path(path_type=Path, dir_okay=False)
 
 
 class DefaultGroup(click.Group):
     """`unified-test-runner --level x` means `unified-test-runner run --level x`."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if not args or (args[0] not in self.commands and args[0] not in ("--help", "--version")):
-            args = ["run", *args]
+        if args and args[0] in ("-h", "--help", "--version"):
+            return super().parse_args(ctx, args)
+        index = self._command_at(args)
+        args = ["run", *args] if index is None else [args[index], *args[:index], *args[index + 1 :]]
         return super().parse_args(ctx, args)
+
+    def _command_at(self, args: list[str]) -> int | None:
+        """Where the command name is, skipping option values (`--registry x validate`)."""
+        takes_value = {
+            name
+            for cmd in self.commands.values()
+            for p in cmd.params
+            if isinstance(p, click.Option) and not p.is_flag
+            for name in p.opts
+        }
+        i = 0
+        while i < len(args) and args[i] != "--":
+            if args[i] in self.commands:
+                return i
+            i += 2 if args[i] in takes_value else 1
+        return None
+
+
+def _stack(*decorators: Deco) -> Deco:
+    def apply(func: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+
+    return apply
 
 
 registry_option = click.option(
     "--registry",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=FILE,
     envvar=REGISTRY_ENV,
     default=DEFAULT_REGISTRY,
     show_default=True,
     help=f"The YAML registry (also ${REGISTRY_ENV}); paths in it are relative to the cwd.",
+)
+selection_options = _stack(
+    registry_option,
+    click.option("--level", help="Level to run (levels include others); 'all' for every level."),
+    click.option(
+        "--pattern",
+        "patterns",
+        multiple=True,
+        metavar="GLOB",
+        help="Glob on id, name, file name or node id (repeatable; any may match).",
+    ),
+    click.option("--tier", "tiers", multiple=True, type=int, help="Only this tier (repeatable)."),
+    click.option("--id", "ids", multiple=True, metavar="ID", help="Only this entry (repeatable)."),
+    click.option(
+        "--shard",
+        metavar="K/N",
+        help="Run shard K of N (least-duration split; else TEST_SHARD_INDEX and "
+        "TEST_TOTAL_SHARDS).",
+    ),
+    click.option(
+        "--budget",
+        type=click.FloatRange(min=0, min_open=True),
+        metavar="SECONDS",
+        help="Run what protects the most MRR within this many seconds.",
+    ),
+    click.option("--gate", help="Stage gate from the registry to evaluate after the run."),
+    click.option(
+        "--durations-file",
+        default=".test_durations.json",
+        show_default=True,
+        help="Recorded durations (read for --shard/--budget, updated by runs).",
+    ),
 )
 
 
@@ -50,89 +109,168 @@ def cli() -> None:
     """
 
 
-@cli.command(context_settings={"ignore_unknown_options": False})
-@registry_option
-@click.option("--level", help="Level to run (levels include others); 'all' for every level.")
-@click.option(
-    "--pattern",
-    "patterns",
-    multiple=True,
-    metavar="GLOB",
-    help="Glob on id, name, file name or node id (repeatable; any may match).",
-)
-@click.option("--tier", "tiers", multiple=True, type=int, help="Only this tier (repeatable).")
-@click.option("--id", "ids", multiple=True, metavar="ID", help="Only this entry (repeatable).")
+@cli.command()
+@selection_options
 @click.option("--list", "list_only", is_flag=True, help="Print the plan and exit; run nothing.")
+@click.option("--json", "json_path", type=FILE, help="Write the JSON run report here.")
+@click.option("--junit", "junit_path", type=FILE, help="Write JUnit XML here.")
 @click.option(
-    "--json",
-    "json_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write the JSON run report here.",
+    "--markdown",
+    "markdown_path",
+    type=FILE,
+    help="Write a Markdown summary here ($GITHUB_STEP_SUMMARY is used when set).",
 )
-@click.option(
-    "--junit",
-    "junit_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Write JUnit XML here.",
-)
+@click.option("--html", "html_path", type=FILE, help="Write a self-contained HTML report here.")
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds for the whole run (default: the level's timeout).",
 )
-@click.option("--gate", help="Stage gate from the registry to evaluate after the run.")
 @click.option("--strict", is_flag=True, help="Unregistered tests under suite roots are an error.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failing test.")
+@click.option(
+    "--stop-after-failing-tier",
+    is_flag=True,
+    help="Run tiers as stages; after a tier with a failure, skip the lower ones.",
+)
+@click.option(
+    "--detect-flakes",
+    type=click.IntRange(min=2),
+    metavar="N",
+    help="Run the selection N times and report tests with mixed outcomes.",
+)
+@click.option(
+    "--history-file",
+    default=".runner/history.sqlite",
+    show_default=True,
+    help="Where runs are recorded for `history`.",
+)
+@click.option(
+    "--no-history",
+    "history",
+    flag_value=False,
+    default=True,
+    help="Do not record this run in the history.",
+)
+@click.option(
+    "--no-record-durations",
+    "record_durations",
+    flag_value=False,
+    default=True,
+    help="Do not update the durations file.",
+)
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def run(**opts: Any) -> None:
     """Run the selected tests (extra pytest arguments go after `--`)."""
-    registry = load_registry(opts["registry"])
-    selection = select(registry, _criteria(opts))
-    if opts["gate"] is not None and opts["gate"] not in registry.gates:
-        raise click.BadParameter(
-            f"unknown gate {opts['gate']!r} "
-            f"(defined: {', '.join(sorted(registry.gates)) or 'none'})"
-        )
+    registry, selection = _select(opts)
     if opts["list_only"]:
-        _print_plan(registry, selection, opts["timeout"])
+        from runner.commands import print_plan  # noqa: PLC0415 - rich stays unloaded
+
+        print_plan(registry, selection, opts, as_json=False)
         return
     # rich and the run machinery load only when running: --list must start fast
-    from runner.session import execute  # noqa: PLC0415
+    from runner.commands import run_command  # noqa: PLC0415
 
-    raise SystemExit(execute(registry, selection, opts))
+    raise SystemExit(run_command(registry, selection, opts))
 
 
-def _criteria(opts: dict[str, Any]) -> Criteria:
-    return Criteria(
-        level=opts["level"],
-        patterns=tuple(opts["patterns"]),
-        tiers=tuple(opts["tiers"]),
-        ids=tuple(opts["ids"]),
+def _select(opts: dict[str, Any]) -> Any:
+    registry = load_registry(opts["registry"])
+    selection = select(
+        registry,
+        Criteria(
+            level=opts["level"],
+            patterns=tuple(opts["patterns"]),
+            tiers=tuple(opts["tiers"]),
+            ids=tuple(opts["ids"]),
+        ),
     )
+    gate = opts.get("gate")
+    if gate is not None and gate not in registry.gates:
+        raise click.BadParameter(
+            f"unknown gate {gate!r} (defined: {', '.join(sorted(registry.gates)) or 'none'})"
+        )
+    return registry, selection
 
 
-def _print_plan(registry: Registry, selection: Selection, timeout: float | None) -> None:
-    for line in plan_lines(
-        registry, selection, timeout or level_timeout(registry, selection.level)
-    ):
-        click.echo(line)
+@cli.command()
+@selection_options
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="As for run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(**opts: Any) -> None:
+    """Show what a selection would run: tests, MRR, expected time; run nothing."""
+    from runner.commands import print_plan  # noqa: PLC0415
+
+    registry, selection = _select(opts)
+    print_plan(registry, selection, opts, as_json=opts["as_json"])
 
 
 @cli.command()
 @registry_option
-@click.option("--level", help="Level whose plan to show (default: the registry's default).")
-@click.option("--pattern", "patterns", multiple=True, metavar="GLOB", help="As for run.")
-@click.option("--tier", "tiers", multiple=True, type=int, help="As for run.")
-@click.option("--id", "ids", multiple=True, metavar="ID", help="As for run.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(**opts: Any) -> None:
-    """Show what a selection would run, its MRR and its timeout; run nothing."""
-    registry = load_registry(opts["registry"])
-    selection = select(registry, _criteria(opts))
-    if opts["as_json"]:
-        timeout = level_timeout(registry, selection.level)
-        click.echo(json.dumps(plan_dict(registry, selection, timeout), indent=2))
-    else:
-        _print_plan(registry, selection, None)
+@click.option("--strict", is_flag=True, help="Unregistered tests are an error too.")
+def validate(**opts: Any) -> None:
+    """Check the registry against the collected tests; exit 0, or 2 with the problem."""
+    from runner.commands import validate_command  # noqa: PLC0415
+
+    raise SystemExit(validate_command(load_registry(opts["registry"]), strict=opts["strict"]))
+
+
+@cli.command()
+@click.argument("run_json", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@registry_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "junit", "markdown", "html"]),
+    default="text",
+    show_default=True,
+)
+@click.option("--output", "-o", type=FILE, help="Write here instead of standard output.")
+def report(**opts: Any) -> None:
+    """Re-render a saved JSON run report in any format."""
+    from runner.commands import report_command  # noqa: PLC0415
+
+    raise SystemExit(report_command(opts))
+
+
+@cli.command()
+@click.argument(
+    "reports", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True)
+)
+@registry_option
+@click.option("--gate", help="Stage gate to evaluate on the merged run.")
+@click.option("--json", "json_path", type=FILE, help="Write the merged JSON report here.")
+@click.option("--junit", "junit_path", type=FILE, help="Write merged JUnit XML here.")
+@click.option("--markdown", "markdown_path", type=FILE, help="Write a Markdown summary here.")
+@click.option("--html", "html_path", type=FILE, help="Write an HTML report here.")
+def merge(**opts: Any) -> None:
+    """Combine shard reports into one run, one summary and one gate verdict."""
+    from runner.commands import merge_command  # noqa: PLC0415
+
+    raise SystemExit(merge_command(opts))
+
+
+@cli.command(name="history")
+@click.option("--history-file", default=".runner/history.sqlite", show_default=True)
+@click.option("--last", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def history_cmd(**opts: Any) -> None:
+    """Protected MRR per run over time; the flakiest and the slowest tests."""
+    from runner.commands import history_command  # noqa: PLC0415
+
+    history_command(opts)
+
+
+@cli.command()
+@click.option("--output", "-o", type=FILE, default=Path("config/levels.yaml"), show_default=True)
+@click.option("--level", default="integration", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing registry.")
+@click.argument("paths", nargs=-1)
+def init(**opts: Any) -> None:
+    """Scaffold a registry from the tests pytest collects (tier and MRR left to fill in)."""
+    from runner.commands import init_command  # noqa: PLC0415
+
+    raise SystemExit(init_command(opts))
 
 
 def _sigterm(signum: int, frame: FrameType | None) -> None:

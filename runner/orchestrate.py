@@ -29,6 +29,7 @@ class RunOptions:
     timeout: float | None = None
     grace: float = 5.0
     strict: bool = False
+    retry: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,7 +75,7 @@ def _execute(run: _Run) -> RunResult:
     timeout = run.options.timeout or level_timeout(run.registry, run.selection.level)
     log, exit_ = run.once(_targets(run.registry, run.selection.runnable), timeout, 1)
     tests = log.finish(_interruption(log, exit_, timeout))
-    if not (exit_.interrupted or exit_.timed_out):
+    if run.options.retry and not (exit_.interrupted or exit_.timed_out):
         remaining = timeout - (time.monotonic() - clock)
         tests = retry_failures(run.registry, tests, run.rerun, remaining)
     return _run_result(run, log, exit_, tests, started_at=started_at, clock=clock)
@@ -308,3 +309,55 @@ def _warnings(log: EventLog, selection: Selection) -> tuple[str, ...]:
         if entry_id not in selected and any(p["event"] == "collect_failed" for p in problems):
             notes.append(f"collection error outside the selection: {problems[0]['nodeid']}")
     return tuple(notes)
+
+
+def run_staged(
+    registry: Registry,
+    selection: Selection,
+    options: RunOptions,
+    on_event: EventHandler | None = None,
+) -> RunResult:
+    """Tiers as stages, tier 1 first; after a tier with a failure the rest do not run."""
+    results: list[RunResult] = []
+    tiers = sorted({e.tier for e in selection.runnable})
+    for position, tier in enumerate(tiers):
+        stage = replace(selection, entries=tuple(e for e in selection.entries if e.tier == tier))
+        results.append(run_selection(registry, stage, options, on_event))
+        failed = any(r.status in FAILING for r in results[-1].entries)
+        if failed or results[-1].interrupted:
+            skipped = [e for e in selection.entries if e.tier in tiers[position + 1 :]]
+            results.append(
+                _not_run(
+                    results[-1], skipped, f"not run: tier {tier} failed (--stop-after-failing-tier)"
+                )
+            )
+            break
+    return combine(results)
+
+
+def _not_run(last: RunResult, entries: list[Entry], note: str) -> RunResult:
+    return replace(
+        last,
+        duration=0.0,
+        broken=(),
+        warnings=(),
+        unregistered=(),
+        entries=tuple(
+            EntryResult(entry_id=e.id, status=Status.NOT_RUN, note=note) for e in entries
+        ),
+    )
+
+
+def combine(results: list[RunResult]) -> RunResult:
+    """One run out of several (stages or shards): entries in order, flags or-ed."""
+    first = results[0]
+    return replace(
+        first,
+        duration=sum(r.duration for r in results),
+        entries=tuple(e for r in results for e in r.entries),
+        unregistered=tuple(dict.fromkeys(u for r in results for u in r.unregistered)),
+        broken=tuple(b for r in results for b in r.broken),
+        warnings=tuple(dict.fromkeys(w for r in results for w in r.warnings)),
+        interrupted=any(r.interrupted for r in results),
+        timed_out=any(r.timed_out for r in results),
+    )

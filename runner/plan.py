@@ -9,7 +9,13 @@ from runner.select import Selection
 from runner.summary import money
 
 
-def plan_dict(registry: Registry, selection: Selection, timeout: float) -> dict[str, Any]:
+def plan_dict(
+    registry: Registry,
+    selection: Selection,
+    timeout: float,
+    expected: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    expected = expected or {}
     runnable = selection.runnable
     return {
         "level": selection.level,
@@ -21,11 +27,12 @@ def plan_dict(registry: Registry, selection: Selection, timeout: float) -> dict[
         "selected_mrr": sum(e.mrr for e in selection.entries),
         "runnable_mrr": sum(e.mrr for e in runnable),
         "registered_mrr": registry.total_mrr(),
-        "tests": [_plan_entry(e) for e in selection.entries],
+        "expected_s": round(sum(expected.get(e.id, 0.0) for e in runnable), 3),
+        "tests": [_plan_entry(e, expected.get(e.id)) for e in selection.entries],
     }
 
 
-def _plan_entry(e: Entry) -> dict[str, Any]:
+def _plan_entry(e: Entry, seconds: float | None) -> dict[str, Any]:
     return {
         "id": e.id,
         "name": e.name,
@@ -35,24 +42,40 @@ def _plan_entry(e: Entry) -> dict[str, Any]:
         "owner": e.owner,
         "path": e.path,
         "status": e.status,
+        "expected_s": None if seconds is None else round(seconds, 3),
     }
 
 
-def plan_lines(registry: Registry, selection: Selection, timeout: float) -> list[str]:
-    rows = [("TIER", "MRR", "LEVEL", "STATUS", "ID", "PATH")]
+def plan_lines(
+    registry: Registry,
+    selection: Selection,
+    timeout: float,
+    expected: dict[str, float] | None = None,
+) -> list[str]:
+    expected = expected or {}
+    rows = [("TIER", "MRR", "LEVEL", "STATUS", "EXPECTED", "ID", "PATH")]
     rows += [
-        (str(e.tier), money(e.mrr), e.level, e.status, e.id, e.path) for e in selection.entries
+        (
+            str(e.tier),
+            money(e.mrr),
+            e.level,
+            e.status,
+            f"{expected[e.id]:.1f} s" if e.id in expected else "-",
+            e.id,
+            e.path,
+        )
+        for e in selection.entries
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=True)) + "  " + r[5]
+        "  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6]
         for r in rows
     ]
-    plan = plan_dict(registry, selection, timeout)
+    plan = plan_dict(registry, selection, timeout, expected)
     lines.append(
         f"{plan['runnable']} of {plan['selected']} selected tests would run "
         f"({plan['pending']} pending), protecting up to {money(plan['runnable_mrr'])} of "
         f"{money(plan['registered_mrr'])} registered MRR; level {selection.level!r}, "
-        f"timeout {timeout:g} s"
+        f"expected {plan['expected_s']:.1f} s, timeout {timeout:g} s"
     )
     return lines

@@ -79,6 +79,7 @@ class RunnerPlugin:
         self.stream = stream
         self.index = EntryIndex(spec["entries"], Path(spec["root"]))
         self.selected = set(spec["selected"])
+        self.order = {entry_id: i for i, entry_id in enumerate(spec["selected"])}
         self.check_registry = bool(spec.get("check_registry", True))
         self.strict = self.check_registry and bool(spec.get("strict"))
         self.root = config.rootpath
@@ -117,6 +118,8 @@ class RunnerPlugin:
             if entry is None:
                 unregistered.append(item.nodeid)
             (keep if entry in self.selected else drop).append(item)
+        # the registry's run order (tier 1 first, then by MRR); file order within an entry
+        keep.sort(key=lambda item: self.order.get(self.entry_for(item.path, item.nodeid), 0))
         items[:] = keep
         if drop:
             config.hook.pytest_deselected(items=drop)

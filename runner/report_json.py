@@ -52,7 +52,7 @@ def _run_meta(outcome: Outcome) -> dict[str, Any]:
     run = outcome.run
     return {
         "started_at": run.started_at,
-        "duration_s": round(run.duration, 3),
+        "duration_s": run.duration,
         "level": run.level,
         "registry": str(outcome.registry.path),
         "root": str(outcome.registry.root),
@@ -81,7 +81,7 @@ def _entry(registry: Registry, result: EntryResult) -> dict[str, Any]:
         "owner": entry.owner,
         "path": entry.path,
         "status": result.status,
-        "duration_s": round(result.duration, 3),
+        "duration_s": result.duration,
         "note": result.note,
         "message": result.message,
         "tests": [_test(t) for t in result.tests],
@@ -92,17 +92,12 @@ def _test(test: TestResult) -> dict[str, Any]:
     return {
         "nodeid": test.nodeid,
         "status": test.status,
-        "duration_s": round(test.duration, 3),
+        "duration_s": test.duration,
         "message": test.message,
         "longrepr": test.longrepr,
         "output": test.output,
         "attempts": [
-            {
-                "number": a.number,
-                "status": a.status,
-                "duration_s": round(a.duration, 3),
-                "message": a.message,
-            }
+            {"number": a.number, "status": a.status, "duration_s": a.duration, "message": a.message}
             for a in test.attempts
         ],
     }

@@ -1,48 +1,95 @@
-"""One run from selection to exit code: execute, summarise, judge, render, write reports."""
+"""One run from selection to exit code: narrow, execute, judge, render, write, remember."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from runner import durations, history
 from runner.console import make_console, render_summary
-from runner.errors import EmptySelectionError, ExitCode
+from runner.errors import EmptySelectionError, ExitCode, UsageError
 from runner.gates import evaluate_gate, exit_code
 from runner.model import Registry
-from runner.orchestrate import RunOptions, RunResult, run_selection
+from runner.narrow import Narrowed, narrow
+from runner.orchestrate import RunOptions, RunResult, run_selection, run_staged
 from runner.progress import Progress
+from runner.report_html import render_html
 from runner.report_json import Outcome, to_dict
 from runner.report_junit import render_junit
+from runner.report_md import render_markdown
+from runner.results import Status
 from runner.select import Selection
+from runner.shard import parse_shard
 from runner.summary import summarize
+
+FAIL_FAST_NOTE = "not run: --fail-fast stopped the run at the first failure"
 
 
 def execute(registry: Registry, selection: Selection, opts: dict[str, Any]) -> int:
     """Run, then always render and write reports, even after Ctrl-C or a crash."""
-    if not selection.runnable:
-        raise EmptySelectionError(
-            f"{len(selection.pending)} tests match, but all are pending: nothing to run"
-        )
+    plan = prepare(registry, selection, opts)
     console = make_console()
-    options = RunOptions(
-        extra_args=tuple(opts["pytest_args"]), timeout=opts["timeout"], strict=bool(opts["strict"])
+    for note in plan.notes:
+        console.print(note, highlight=False)
+    result = _run(registry, plan.selection, opts, console)
+    result = replace(
+        result, entries=result.entries + plan.left_out, extra={**result.extra, **plan.meta}
     )
-    _announce(console, registry, selection)
-    with Progress(registry, console) as progress:
-        result = run_selection(registry, selection, options, progress)
-    outcome = judge(registry, result, opts.get("gate"), options.extra_args)
+    if opts.get("fail_fast"):
+        result = annotate_not_run(result, FAIL_FAST_NOTE)
+    outcome = judge(registry, result, opts.get("gate"), tuple(opts["pytest_args"]))
     render_summary(console, outcome)
-    if not write_reports(outcome, opts) and outcome.exit_code != ExitCode.INTERRUPTED:
+    written = write_reports(outcome, opts)
+    remember(registry, outcome, opts)
+    if not written and outcome.exit_code != ExitCode.INTERRUPTED:
         return int(ExitCode.RUN_BROKEN)  # a lost report is a broken run for CI
     return outcome.exit_code
 
 
-def _announce(console: Console, registry: Registry, selection: Selection) -> None:
+def prepare(registry: Registry, selection: Selection, opts: dict[str, Any]) -> Narrowed:
+    """Shard and budget the selection; refuse to start pytest for nothing."""
+    store = durations.load(registry.root / opts.get("durations_file", durations.DEFAULT_FILE))
+    expected = durations.estimate(selection.runnable, store)
+    plan = narrow(
+        selection, expected, shard_spec=parse_shard(opts.get("shard")), seconds=opts.get("budget")
+    )
+    if not plan.selection.runnable and not plan.left_out:
+        raise EmptySelectionError(
+            f"{len(selection.pending)} tests match, but all are pending: nothing to run"
+        )
+    return plan
+
+
+def _run(
+    registry: Registry, selection: Selection, opts: dict[str, Any], console: Console
+) -> RunResult:
+    extra = tuple(opts["pytest_args"]) + (("-x",) if opts.get("fail_fast") else ())
+    options = RunOptions(extra_args=extra, timeout=opts["timeout"], strict=bool(opts["strict"]))
+    _announce(console, selection)
+    if not selection.runnable:
+        return RunResult(level=selection.level, started_at="", duration=0.0, entries=())
+    runner = run_staged if opts.get("stop_after_failing_tier") else run_selection
+    with Progress(registry, console) as progress:
+        return runner(registry, selection, options, progress)
+
+
+def annotate_not_run(result: RunResult, note: str) -> RunResult:
+    """Say why entries that never ran did not, where nothing said so yet."""
+    entries = tuple(
+        replace(e, note=note) if e.status is Status.NOT_RUN and not e.note else e
+        for e in result.entries
+    )
+    return replace(result, entries=entries)
+
+
+def _announce(console: Console, selection: Selection) -> None:
     runnable, pending = selection.runnable, selection.pending
     console.print(
         f"unified-test-runner: level {selection.level!r}, {len(runnable)} tests to run"
@@ -57,6 +104,9 @@ def judge(
     summary = summarize(registry, result.entries)
     gate = None
     if gate_name is not None:
+        if gate_name not in registry.gates:
+            known = ", ".join(sorted(registry.gates)) or "none"
+            raise UsageError(f"unknown gate {gate_name!r} (defined: {known})")
         gate = evaluate_gate(registry.gates[gate_name], registry, result.entries, summary)
     code = exit_code(
         interrupted=result.interrupted,
@@ -74,31 +124,39 @@ def judge(
     )
 
 
+RENDERERS: dict[str, Any] = {
+    "json_path": lambda o: json.dumps(to_dict(o), indent=2) + "\n",
+    "junit_path": render_junit,
+    "markdown_path": render_markdown,
+    "html_path": render_html,
+}
+
+
 def write_reports(outcome: Outcome, opts: dict[str, Any]) -> bool:
-    """Write every requested report; False (and a message) if any could not be written."""
+    """Every requested report, and the step summary under GitHub Actions; False on a failure."""
     ok = True
-    for key, render in _renderers().items():
-        path: Path | None = opts.get(key)
+    targets = [(opts.get(key), render, False) for key, render in RENDERERS.items()]
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        targets.append((Path(summary_file), render_markdown, True))
+    for path, render, append in targets:
         if path is None:
             continue
         try:
-            _atomic_write(path, render(outcome))
+            _write(Path(path), render(outcome), append)
         except OSError as exc:
             make_console(stderr=True).print(f"error: cannot write {path}: {exc.strerror}")
             ok = False
     return ok
 
 
-def _renderers() -> dict[str, Any]:
-    return {
-        "json_path": lambda o: json.dumps(to_dict(o), indent=2) + "\n",
-        "junit_path": render_junit,
-    }
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write beside the target, then rename: a reader never sees half a report."""
+def _write(path: Path, text: str, append: bool) -> None:
+    """Append (step summaries), or write beside the target and rename: never half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    if append:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(text)
+        return
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -107,3 +165,46 @@ def _atomic_write(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remember(registry: Registry, outcome: Outcome, opts: dict[str, Any]) -> None:
+    """Durations for sharding and budgets, and the history; neither may fail the run."""
+    try:
+        if opts.get("record_durations", True):
+            path = registry.root / opts.get("durations_file", durations.DEFAULT_FILE)
+            durations.save(
+                path,
+                durations.merge(durations.load(path), durations.from_results(outcome.run.entries)),
+            )
+        if opts.get("history", True):
+            history.append(registry.root / opts.get("history_file", history.DEFAULT_FILE), outcome)
+    except (OSError, ValueError) as exc:
+        make_console(stderr=True).print(f"warning: could not record this run: {exc}")
+
+
+def detect_flakes(
+    registry: Registry, selection: Selection, opts: dict[str, Any], times: int
+) -> int:
+    """Run the selection `times` times without retries; exit 1 if any test's outcome varies."""
+    options = RunOptions(
+        extra_args=tuple(opts["pytest_args"]), timeout=opts["timeout"], retry=False
+    )
+    outcomes: dict[str, Counter[str]] = {}
+    for round_ in range(1, times + 1):
+        result = run_selection(registry, selection, options)
+        for test in (t for e in result.entries for t in e.tests):
+            outcomes.setdefault(test.nodeid, Counter())[test.status] += 1
+        print(
+            f"round {round_}/{times}: "
+            + ", ".join(
+                f"{n} {s}"
+                for s, n in sorted(
+                    Counter(t.status for e in result.entries for t in e.tests).items()
+                )
+            )
+        )
+    flaky = {n: c for n, c in outcomes.items() if len(c) > 1}
+    for nodeid, counts in sorted(flaky.items()):
+        print(f"flaky: {nodeid} ({', '.join(f'{s} {n}' for s, n in sorted(counts.items()))})")
+    print(f"{len(flaky)} of {len(outcomes)} tests had mixed outcomes over {times} runs")
+    return int(ExitCode.TESTS_FAILED if flaky else ExitCode.OK)

@@ -1,0 +1,264 @@
+"""What the CLI's commands do, apart from parsing: plan, run, validate, report, merge,
+history and init. Returns exit codes; raises RunnerError for usage problems."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from runner import durations
+from runner.errors import ExitCode, RegistryError, UsageError
+from runner.model import Registry
+from runner.narrow import narrow
+from runner.plan import plan_dict, plan_lines
+from runner.select import ALL_LEVELS, Selection, level_timeout, run_order
+from runner.shard import parse_shard
+
+
+def _expected(registry: Registry, selection: Selection, opts: dict[str, Any]) -> dict[str, float]:
+    store = durations.load(registry.root / opts.get("durations_file", durations.DEFAULT_FILE))
+    return durations.estimate(selection.runnable, store)
+
+
+def print_plan(
+    registry: Registry, selection: Selection, opts: dict[str, Any], as_json: bool
+) -> None:
+    expected = _expected(registry, selection, opts)
+    narrowed = narrow(
+        selection, expected, shard_spec=parse_shard(opts.get("shard")), seconds=opts.get("budget")
+    )
+    timeout = opts.get("timeout") or level_timeout(registry, selection.level)
+    data = plan_dict(registry, narrowed.selection, timeout, expected)
+    data.update(
+        {
+            "gate": opts.get("gate"),
+            "notes": list(narrowed.notes),
+            **narrowed.meta,
+            "left_out": [r.entry_id for r in narrowed.left_out],
+        }
+    )
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    for line in [*narrowed.notes, *plan_lines(registry, narrowed.selection, timeout, expected)]:
+        print(line)
+
+
+def run_command(registry: Registry, selection: Selection, opts: dict[str, Any]) -> int:
+    from runner.session import detect_flakes, execute  # noqa: PLC0415 - loads rich
+
+    if opts.get("detect_flakes"):
+        return detect_flakes(registry, selection, opts, int(opts["detect_flakes"]))
+    return execute(registry, selection, opts)
+
+
+def everything(registry: Registry) -> Selection:
+    return Selection(
+        level=ALL_LEVELS, levels=frozenset(registry.levels), entries=run_order(list(registry.tests))
+    )
+
+
+def validate_command(registry: Registry, strict: bool) -> int:
+    """Collect every implemented entry; registry problems raise (exit 2)."""
+    from runner.orchestrate import RunOptions, run_selection  # noqa: PLC0415
+
+    selection = everything(registry)
+    if not selection.runnable:
+        print(f"registry OK: {len(registry.tests)} entries, all pending")
+        return 0
+    options = RunOptions(extra_args=("--collect-only", "-q"), strict=strict, retry=False)
+    result = run_selection(registry, selection, options)
+    broken = [b for b in result.broken if "collection failed" in b]
+    if broken:
+        raise RegistryError(
+            f"a registered test does not collect: {broken[0]}", file=str(registry.path)
+        )
+    tests = sum(1 for e in result.entries for _ in e.tests)
+    print(
+        f"registry OK: {len(registry.tests)} entries ({len(selection.pending)} pending), "
+        f"{tests} tests collected, {len(result.unregistered)} unregistered"
+    )
+    for nodeid in result.unregistered[:20]:
+        print(f"  unregistered: {nodeid}")
+    return 0
+
+
+def _outcome_from(paths: list[Path], opts: dict[str, Any], gate: str | None) -> Any:
+    from runner.loadreport import read_report, run_from_report  # noqa: PLC0415
+    from runner.orchestrate import combine  # noqa: PLC0415
+    from runner.registry import load_registry  # noqa: PLC0415
+    from runner.session import judge  # noqa: PLC0415
+
+    registry = load_registry(opts["registry"])
+    reports = [read_report(p) for p in paths]
+    run = combine([run_from_report(r) for r in reports])
+    run = _fill_missing(registry, run, reports)
+    unknown = sorted({e.entry_id for e in run.entries} - set(registry.by_id))
+    if unknown:
+        raise UsageError(f"the report names entries the registry lacks: {', '.join(unknown)}")
+    return judge(registry, run, gate, tuple(reports[0]["run"].get("pytest_args", ())))
+
+
+def _fill_missing(registry: Registry, run: Any, reports: list[dict[str, Any]]) -> Any:
+    """Entries some shard should have run but no report covers are unverified, not ignored."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from runner.results import EntryResult, Status  # noqa: PLC0415
+
+    seen = {e.entry_id: e for e in run.entries}  # a later report of an entry wins
+    expected = {i for r in reports for i in r["run"].get("selection", ())}
+    shards = {r["run"]["shard"]["index"] for r in reports if "shard" in r["run"]}
+    totals = {r["run"]["shard"]["total"] for r in reports if "shard" in r["run"]}
+    missing = sorted(set(range(1, max(totals) + 1)) - shards) if totals else []
+    note = f"not run: no report from shard(s) {missing}" if missing else "not run: no report"
+    extra = [
+        EntryResult(entry_id=i, status=Status.NOT_RUN, note=note)
+        for i in sorted(expected - set(seen))
+        if i in registry.by_id
+    ]
+    warnings = (f"shard report(s) missing: {missing} of {max(totals)}",) if missing else ()
+    return replace(
+        run, entries=tuple(seen.values()) + tuple(extra), warnings=run.warnings + warnings
+    )
+
+
+def report_command(opts: dict[str, Any]) -> int:
+    data = json.loads(Path(opts["run_json"]).read_text(encoding="utf-8"))
+    gate = (data.get("gate") or {}).get("name") if isinstance(data, dict) else None
+    outcome = _outcome_from([opts["run_json"]], opts, gate)
+    _emit(outcome, opts["fmt"], opts.get("output"))
+    return 0  # the rendering worked; the run's own verdict is in what was rendered
+
+
+def merge_command(opts: dict[str, Any]) -> int:
+    from runner.console import make_console, render_summary  # noqa: PLC0415
+    from runner.session import write_reports  # noqa: PLC0415
+
+    outcome = _outcome_from(list(opts["reports"]), opts, opts.get("gate"))
+    render_summary(make_console(), outcome)
+    if not write_reports(outcome, opts) and outcome.exit_code != ExitCode.INTERRUPTED:
+        return int(ExitCode.RUN_BROKEN)
+    return int(outcome.exit_code)
+
+
+def _emit(outcome: Any, fmt: str, output: Path | None) -> None:
+    from runner.console import make_console, render_summary  # noqa: PLC0415
+    from runner.session import RENDERERS  # noqa: PLC0415
+
+    if fmt == "text":
+        if output is None:
+            render_summary(make_console(), outcome)
+            return
+        from rich.console import Console  # noqa: PLC0415
+
+        with output.open("w", encoding="utf-8") as handle:
+            render_summary(Console(file=handle, no_color=True, width=140), outcome)
+        return
+    text = RENDERERS[f"{fmt}_path"](outcome)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def history_command(opts: dict[str, Any]) -> None:
+    from runner.history import summary  # noqa: PLC0415
+    from runner.summary import money  # noqa: PLC0415
+
+    data = summary(Path(opts["history_file"]), opts["last"])
+    if opts["as_json"]:
+        print(json.dumps(data, indent=2))
+        return
+    print("RUN  STARTED                    LEVEL         EXIT  PROTECTED      OF")
+    for r in data["runs"]:
+        print(
+            f"{r['id']:<4} {r['started_at']:<26} {r['level']:<13} {r['exit_code']:<5} "
+            f"{money(r['protected']):<14} {money(r['registered'])}"
+        )
+    for f in data["flakiest"]:
+        print(
+            f"flaky: {f['id']} (flaky in {f['flaky_runs']} of {f['runs']} runs, "
+            f"{f['distinct_outcomes']} outcomes)"
+        )
+    for s in data["slowest"]:
+        print(f"slow: {s['id']} mean {s['mean_s']} s, max {s['max_s']} s")
+
+
+def init_command(opts: dict[str, Any]) -> int:
+    """Write a registry with one entry per collected test file, tier and MRR left to fill."""
+    output: Path = opts["output"]
+    if output.exists() and not opts["force"]:
+        raise UsageError(f"{output} exists; pass --force to overwrite it")
+    nodeids = _collect(tuple(opts["paths"]))
+    if not nodeids:
+        raise UsageError("pytest collected no tests here: nothing to register")
+    files: dict[str, int] = Counter(n.split("::")[0] for n in nodeids)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(_scaffold(files, opts["level"]), encoding="utf-8")
+    print(
+        f"wrote {output}: {len(files)} entries for {len(nodeids)} tests; "
+        "fill in tier, mrr and owner, then run `validate`"
+    )
+    return 0
+
+
+def _collect(paths: tuple[str, ...]) -> list[str]:
+    """Every test pytest collects, from the plugin's event stream (an empty registry)."""
+    from runner.events import EventLog  # noqa: PLC0415
+    from runner.execute import ChildSpec, run_child  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="utr-init-") as tmp:
+        work = Path(tmp)
+        (work / "spec.json").write_text(
+            json.dumps({"root": str(Path.cwd()), "entries": [], "selected": []})
+        )
+        log = EventLog()
+        run_child(
+            ChildSpec(
+                root=Path.cwd(),
+                targets=paths,
+                extra_args=("--collect-only",),
+                spec_file=work / "spec.json",
+                events_file=work / "events.jsonl",
+                log_file=work / "pytest.log",
+                timeout=300,
+            ),
+            log.apply,
+        )
+    return log.unregistered
+
+
+def _scaffold(files: dict[str, int], level: str) -> str:
+    used: defaultdict[str, int] = defaultdict(int)
+    lines = [
+        "# Registry scaffolded by `unified-test-runner init`.",
+        "# For each entry set tier (1 = critical revenue .. 3), mrr (dollars of monthly",
+        "# recurring revenue the test protects) and owner; then run `validate`.",
+        "version: 1",
+        f"default_level: {level}",
+        "levels:",
+        f'  {level}: {{description: "all registered tests", timeout: 900}}',
+        "tiers:",
+        '  1: {name: "Critical revenue protection", retries: 0}',
+        '  2: {name: "System stability", retries: 1}',
+        '  3: {name: "Operational excellence", retries: 2}',
+        "tests:",
+    ]
+    for path, count in sorted(files.items()):
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(path).stem.removeprefix("test_")).strip("-")
+        used[slug] += 1
+        entry_id = slug if used[slug] == 1 else f"{slug}-{used[slug]}"
+        lines += [
+            f"  - id: {entry_id or 'tests'}   # {count} tests",
+            f"    path: {path}",
+            "    tier: 3          # TODO",
+            "    mrr: 0           # TODO: dollars",
+            f"    level: {level}",
+            "    owner: unowned   # TODO",
+        ]
+    return "\n".join(lines) + "\n"

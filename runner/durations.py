@@ -1,0 +1,69 @@
+"""Recorded durations per registry entry (`.test_durations.json`): mergeable, stable diffs."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from runner.model import Entry
+from runner.results import EntryResult, Status
+
+DEFAULT_FILE = ".test_durations.json"
+FALLBACK_SECONDS = 1.0
+_RECORDED = frozenset({Status.PASSED, Status.FAILED, Status.FLAKY, Status.ERROR})
+
+
+def load(path: Path) -> dict[str, float]:
+    """The store, or {} if there is none or it cannot be read (durations are a hint)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in data.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+    }
+
+
+def merge(*stores: Mapping[str, float]) -> dict[str, float]:
+    """Later stores win; keys sorted so the file diffs cleanly."""
+    merged: dict[str, float] = {}
+    for store in stores:
+        merged.update(store)
+    return dict(sorted(merged.items()))
+
+
+def from_results(results: Iterable[EntryResult]) -> dict[str, float]:
+    return {r.entry_id: round(r.duration, 3) for r in results if r.status in _RECORDED and r.tests}
+
+
+def save(path: Path, store: Mapping[str, float]) -> None:
+    text = json.dumps(merge(store), indent=2) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def estimate(entries: Iterable[Entry], store: Mapping[str, float]) -> dict[str, float]:
+    """Each entry's expected seconds; an unknown one gets its level's median (or 1 s)."""
+    entries = list(entries)
+    by_level: dict[str, list[float]] = {}
+    for e in entries:
+        if e.id in store:
+            by_level.setdefault(e.level, []).append(store[e.id])
+    known = [v for values in by_level.values() for v in values]
+    fallback = statistics.median(known) if known else FALLBACK_SECONDS
+    return {
+        e.id: store.get(
+            e.id, statistics.median(by_level[e.level]) if e.level in by_level else fallback
+        )
+        for e in entries
+    }

@@ -1,0 +1,106 @@
+"""Run history in a local SQLite file: protected MRR over time, flakiest and slowest tests."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from runner.report_json import Outcome
+from runner.results import Status
+
+DEFAULT_FILE = ".runner/history.sqlite"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT,
+    level TEXT, exit_code INTEGER, duration_s REAL, registered REAL, protected REAL,
+    at_risk REAL, unverified REAL);
+CREATE TABLE IF NOT EXISTS results (run_id INTEGER REFERENCES runs(id), entry_id TEXT,
+    status TEXT, duration_s REAL, attempts INTEGER);
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA)
+    return db
+
+
+def append(path: Path, outcome: Outcome) -> int:
+    """Record one run; returns its id."""
+    total = outcome.summary.total
+    with _connect(path) as db:
+        cur = db.execute(
+            "INSERT INTO runs (started_at, level, exit_code, duration_s, registered, protected,"
+            " at_risk, unverified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                outcome.run.started_at,
+                outcome.run.level,
+                outcome.exit_code,
+                outcome.run.duration,
+                total.registered_mrr,
+                total.protected,
+                total.at_risk,
+                total.unverified,
+            ),
+        )
+        run_id = int(cur.lastrowid or 0)
+        db.executemany(
+            "INSERT INTO results VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    run_id,
+                    r.entry_id,
+                    r.status,
+                    r.duration,
+                    max((len(t.attempts) for t in r.tests), default=0),
+                )
+                for r in outcome.run.entries
+            ],
+        )
+    db.close()
+    return run_id
+
+
+def summary(path: Path, last: int = 20) -> dict[str, Any]:
+    with _connect(path) as db:
+        runs = db.execute(
+            "SELECT id, started_at, level, exit_code, protected, registered, "
+            "at_risk FROM runs ORDER BY id DESC LIMIT ?",
+            (last,),
+        ).fetchall()
+        flaky = db.execute(
+            "SELECT entry_id, SUM(status = ?) AS flaky, COUNT(DISTINCT status) AS outcomes, "
+            "COUNT(*) FROM results GROUP BY entry_id HAVING flaky > 0 OR outcomes > 1 "
+            "ORDER BY flaky DESC, outcomes DESC LIMIT 10",
+            (Status.FLAKY,),
+        ).fetchall()
+        slow = db.execute(
+            "SELECT entry_id, AVG(duration_s), MAX(duration_s) FROM results "
+            "WHERE duration_s > 0 GROUP BY entry_id ORDER BY 2 DESC LIMIT 10"
+        ).fetchall()
+    db.close()
+    return {
+        "runs": [
+            dict(
+                zip(
+                    (
+                        "id",
+                        "started_at",
+                        "level",
+                        "exit_code",
+                        "protected",
+                        "registered",
+                        "at_risk",
+                    ),
+                    r,
+                    strict=True,
+                )
+            )
+            for r in runs[::-1]
+        ],
+        "flakiest": [
+            {"id": f[0], "flaky_runs": f[1], "distinct_outcomes": f[2], "runs": f[3]} for f in flaky
+        ],
+        "slowest": [{"id": s[0], "mean_s": round(s[1], 3), "max_s": round(s[2], 3)} for s in slow],
+    }

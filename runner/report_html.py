@@ -1,0 +1,154 @@
+"""A self-contained HTML report for release managers: no script, no network, one file."""
+
+from __future__ import annotations
+
+from html import escape
+
+from runner.report_json import Outcome
+from runner.results import FAILING, EntryResult, Status
+from runner.summary import TierSummary, money
+
+CSS = """
+body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1d2330}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
+table{border-collapse:collapse;width:100%;margin:.5rem 0}
+th,td{padding:.35rem .6rem;border-bottom:1px solid #e3e6ea;text-align:right}
+th:first-child,td:first-child{text-align:left}
+.verdict{padding:.8rem 1rem;border-radius:6px;font-weight:600}
+.ok{background:#e6f6ea;color:#14532d}.bad{background:#fde8e8;color:#7f1d1d}
+.warn{background:#fff4d6;color:#713f12}
+pre{background:#f6f8fa;padding:.6rem;overflow:auto;font-size:12px;text-align:left}
+.legend span{display:inline-block;margin-right:1rem}
+.sw{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}
+"""
+COLORS = {"protected": "#22a05a", "at risk": "#d64545", "unverified": "#b8bec7"}
+
+
+def render_html(outcome: Outcome) -> str:
+    total = outcome.summary.total
+    klass = {0: "ok", 4: "warn"}.get(outcome.exit_code, "bad")
+    body = [
+        f"<h1>Revenue protection — level {escape(outcome.run.level)}</h1>",
+        f'<p class="verdict {klass}">{money(total.protected)} of '
+        f"{money(total.registered_mrr)} MRR protected ({total.coverage:.1f}%), "
+        f"{money(total.at_risk)} at risk, {money(total.unverified)} unverified — exit "
+        f"{outcome.exit_code}, {outcome.run.duration:.1f} s, started "
+        f"{escape(outcome.run.started_at)}</p>",
+        "<h2>MRR by tier</h2>",
+        _chart(outcome),
+        _tiers(outcome),
+        *_gate(outcome),
+        *_failures(outcome),
+        "<h2>Durations</h2>",
+        _durations(outcome),
+    ]
+    return (
+        "<!doctype html><html lang=en><meta charset=utf-8>"
+        "<title>Revenue protection report</title>"
+        f"<style>{CSS}</style><body>{''.join(body)}</body></html>\n"
+    )
+
+
+def _chart(outcome: Outcome) -> str:
+    rows = [*outcome.summary.tiers, outcome.summary.total]
+    width, bar, gap, label_w = 720, 26, 12, 260
+    scale = max((r.registered_mrr for r in rows), default=1.0) or 1.0
+    parts = []
+    for i, row in enumerate(rows):
+        y, x = i * (bar + gap), float(label_w)
+        parts.append(f'<text x="0" y="{y + 18}" font-size="13">{escape(row.label[:34])}</text>')
+        for name, value in (
+            ("protected", row.protected),
+            ("at risk", row.at_risk),
+            ("unverified", row.unverified),
+        ):
+            w = (width - label_w - 90) * value / scale
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar}" '
+                f'fill="{COLORS[name]}"><title>{name}: {money(value)}</title></rect>'
+            )
+            x += w
+        parts.append(
+            f'<text x="{x + 6:.1f}" y="{y + 18}" font-size="12">{money(row.registered_mrr)}</text>'
+        )
+    legend = "".join(
+        f'<span><i class="sw" style="background:{c}"></i>{n}</span>' for n, c in COLORS.items()
+    )
+    height = len(rows) * (bar + gap)
+    return (
+        f'<svg role="img" aria-label="MRR by tier" width="{width}" height="{height}" '
+        f'xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>'
+        f'<div class="legend">{legend}</div>'
+    )
+
+
+def _tiers(outcome: Outcome) -> str:
+    head = (
+        "<tr><th>Tier</th><th>Tests</th><th>Passed</th><th>Failed</th><th>Skipped</th>"
+        "<th>Protected</th><th>At risk</th><th>Unverified</th><th>Coverage</th></tr>"
+    )
+    rows = [_tier_row(r) for r in outcome.summary.tiers]
+    rows.append(_tier_row(outcome.summary.total).replace("<td>", "<td><b>", 1))
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _tier_row(r: TierSummary) -> str:
+    cells = [
+        r.label,
+        f"{r.selected}/{r.registered}",
+        r.passed,
+        r.failed,
+        r.skipped,
+        money(r.protected),
+        money(r.at_risk),
+        money(r.unverified),
+        f"{r.coverage:.1f}%",
+    ]
+    return "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>"
+
+
+def _gate(outcome: Outcome) -> list[str]:
+    gate = outcome.gate
+    if gate is None:
+        return []
+    items = "".join(f"<li>{escape(f)}</li>" for f in gate.failures)
+    state = "held" if gate.held else "not met"
+    return [f"<h2>Gate {escape(gate.name)}: {state}</h2>", f"<ul>{items}</ul>" if items else ""]
+
+
+def _failures(outcome: Outcome) -> list[str]:
+    bad = [r for r in outcome.run.entries if r.status in FAILING or r.status is Status.FLAKY]
+    if not bad:
+        return []
+    owners = ", ".join(f"{escape(o)}: {money(m)}" for o, m in outcome.summary.at_risk_by_owner)
+    return [
+        "<h2>Failures</h2>",
+        f"<p>MRR at risk by owner — {owners or 'none'}</p>",
+        *(_failure(outcome, r) for r in bad),
+    ]
+
+
+def _failure(outcome: Outcome, result: EntryResult) -> str:
+    e = outcome.registry.by_id[result.entry_id]
+    details = "".join(
+        f"<details><summary>{escape(t.nodeid)} — {t.status}</summary>"
+        f"<pre>{escape(t.longrepr or t.message)}</pre>"
+        + (f"<pre>{escape(t.output)}</pre>" if t.output else "")
+        + "</details>"
+        for t in result.tests
+        if t.status in FAILING or t.status is Status.FLAKY
+    )
+    return (
+        f"<h3>{escape(e.name)} <small>({escape(e.id)}, tier {e.tier}, {money(e.mrr)}, "
+        f"{escape(e.owner)})</small></h3><p>{escape(result.message or result.note)}</p>"
+        f"{details}"
+    )
+
+
+def _durations(outcome: Outcome) -> str:
+    tests = sorted((t for r in outcome.run.entries for t in r.tests), key=lambda t: -t.duration)
+    rows = "".join(
+        f"<tr><td>{escape(t.nodeid)}</td><td>{t.status}</td><td>{t.duration:.3f} s</td></tr>"
+        for t in tests[:200]
+    )
+    return f"<table><tr><th>Test</th><th>Status</th><th>Duration</th></tr>{rows}</table>"

@@ -1,0 +1,101 @@
+"""Markdown summary for people: `$GITHUB_STEP_SUMMARY` or `--markdown PATH`."""
+
+from __future__ import annotations
+
+from runner.report_json import Outcome
+from runner.results import FAILING, Status
+from runner.summary import TierSummary, money
+
+_ICON = {0: "✅", 1: "❌", 4: "⚠️", 5: "💥", 130: "⏹️"}
+
+
+def render_markdown(outcome: Outcome) -> str:
+    total = outcome.summary.total
+    lines = [
+        f"## {_ICON.get(outcome.exit_code, '')} Revenue protection: "
+        f"{money(total.protected)} of {money(total.registered_mrr)} MRR protected "
+        f"({total.coverage:.1f}%)",
+        "",
+        f"Level `{outcome.run.level}` · exit code {outcome.exit_code} · "
+        f"{outcome.run.duration:.1f} s",
+        "",
+        "| Tier | Tests | Passed | Failed | Skipped | Protected | At risk | Unverified "
+        "| Coverage |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [_row(r) for r in outcome.summary.tiers]
+    lines.append(_row(total, bold=True))
+    return "\n".join(lines + _gate(outcome) + _failures(outcome) + _unverified(outcome)) + "\n"
+
+
+def _row(row: TierSummary, bold: bool = False) -> str:
+    cells = [
+        row.label,
+        f"{row.selected}/{row.registered}",
+        str(row.passed),
+        str(row.failed),
+        str(row.skipped),
+        money(row.protected),
+        money(row.at_risk),
+        money(row.unverified),
+        f"{row.coverage:.1f}%",
+    ]
+    return "| " + " | ".join(f"**{c}**" if bold else c for c in cells) + " |"
+
+
+def _gate(outcome: Outcome) -> list[str]:
+    gate = outcome.gate
+    if gate is None:
+        return []
+    head = f"Gate `{gate.name}`: " + ("held ✅" if gate.held else "**not met** ⚠️")
+    return ["", head, *(f"- {f}" for f in gate.failures)]
+
+
+def _failures(outcome: Outcome) -> list[str]:
+    bad = [r for r in outcome.run.entries if r.status in FAILING or r.status is Status.FLAKY]
+    if not bad:
+        return []
+    lines = [
+        "",
+        "### Failing and flaky tests",
+        "",
+        "| Test | Status | Tier | MRR | Owner | First failure |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for result in bad:
+        e = outcome.registry.by_id[result.entry_id]
+        first = (
+            (result.message or result.note).splitlines()[0]
+            if (result.message or result.note)
+            else ""
+        )
+        lines.append(
+            f"| `{e.id}` | {result.status} | {e.tier} | {money(e.mrr)} | {e.owner} | "
+            f"{_cell(first)} |"
+        )
+    lines += [
+        "",
+        "MRR at risk by owner: "
+        + ", ".join(f"{o} {money(m)}" for o, m in outcome.summary.at_risk_by_owner)
+        or "none",
+    ]
+    return lines
+
+
+def _unverified(outcome: Outcome) -> list[str]:
+    unverified = [
+        r
+        for r in outcome.run.entries
+        if r.status in (Status.NOT_RUN, Status.PENDING, Status.SKIPPED)
+    ]
+    if not unverified:
+        return []
+    lines = ["", "### Selected but unverified", ""]
+    for result in unverified:
+        e = outcome.registry.by_id[result.entry_id]
+        lines.append(f"- `{e.id}` ({money(e.mrr)}, {result.status}): {_cell(result.note)}")
+    return lines
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")[:200]
