@@ -233,32 +233,37 @@ def _collect(paths: tuple[str, ...]) -> list[str]:
     return log.unregistered
 
 
+SCAFFOLD_HEAD = """\
+# Registry scaffolded by `unified-test-runner init`.
+# For each entry set tier (1 = critical revenue .. 3), mrr (dollars of monthly
+# recurring revenue the test protects) and owner; then run `validate`.
+version: 1
+default_level: {level}
+levels:
+  {level}: {{description: "all registered tests", timeout: 900}}
+tiers:
+  1: {{name: "Critical revenue protection", retries: 0}}
+  2: {{name: "System stability", retries: 1}}
+  3: {{name: "Operational excellence", retries: 2}}
+tests:
+"""
+SCAFFOLD_ENTRY = """\
+  - id: {entry_id}   # {count} tests
+    path: {path}
+    tier: 3          # TODO
+    mrr: 0           # TODO: dollars
+    level: {level}
+    owner: unowned   # TODO
+"""
+
+
 def _scaffold(files: dict[str, int], level: str) -> str:
     used: defaultdict[str, int] = defaultdict(int)
-    lines = [
-        "# Registry scaffolded by `unified-test-runner init`.",
-        "# For each entry set tier (1 = critical revenue .. 3), mrr (dollars of monthly",
-        "# recurring revenue the test protects) and owner; then run `validate`.",
-        "version: 1",
-        f"default_level: {level}",
-        "levels:",
-        f'  {level}: {{description: "all registered tests", timeout: 900}}',
-        "tiers:",
-        '  1: {name: "Critical revenue protection", retries: 0}',
-        '  2: {name: "System stability", retries: 1}',
-        '  3: {name: "Operational excellence", retries: 2}',
-        "tests:",
-    ]
+    parts = [SCAFFOLD_HEAD.format(level=level)]
     for path, count in sorted(files.items()):
         slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(path).stem.removeprefix("test_")).strip("-")
+        slug = slug or "tests"
         used[slug] += 1
         entry_id = slug if used[slug] == 1 else f"{slug}-{used[slug]}"
-        lines += [
-            f"  - id: {entry_id or 'tests'}   # {count} tests",
-            f"    path: {path}",
-            "    tier: 3          # TODO",
-            "    mrr: 0           # TODO: dollars",
-            f"    level: {level}",
-            "    owner: unowned   # TODO",
-        ]
-    return "\n".join(lines) + "\n"
+        parts.append(SCAFFOLD_ENTRY.format(entry_id=entry_id, count=count, path=path, level=level))
+    return "".join(parts)

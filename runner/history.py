@@ -26,79 +26,67 @@ def _connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+INSERT_RUN = (
+    "INSERT INTO runs (started_at, level, exit_code, duration_s, registered, "
+    "protected, at_risk, unverified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+RUNS = (
+    "SELECT id, started_at, level, exit_code, protected, registered, at_risk FROM runs "
+    "ORDER BY id DESC LIMIT ?"
+)
+RUN_KEYS = ("id", "started_at", "level", "exit_code", "protected", "registered", "at_risk")
+FLAKIEST = (
+    "SELECT entry_id, SUM(status = ?) AS flaky, COUNT(DISTINCT status) AS outcomes, "
+    "COUNT(*) FROM results GROUP BY entry_id HAVING flaky > 0 OR outcomes > 1 "
+    "ORDER BY flaky DESC, outcomes DESC LIMIT 10"
+)
+SLOWEST = (
+    "SELECT entry_id, AVG(duration_s), MAX(duration_s) FROM results "
+    "WHERE duration_s > 0 GROUP BY entry_id ORDER BY 2 DESC LIMIT 10"
+)
+
+
 def append(path: Path, outcome: Outcome) -> int:
     """Record one run; returns its id."""
-    total = outcome.summary.total
+    total, run = outcome.summary.total, outcome.run
+    row = (
+        run.started_at,
+        run.level,
+        outcome.exit_code,
+        run.duration,
+        total.registered_mrr,
+        total.protected,
+        total.at_risk,
+        total.unverified,
+    )
     with _connect(path) as db:
-        cur = db.execute(
-            "INSERT INTO runs (started_at, level, exit_code, duration_s, registered, protected,"
-            " at_risk, unverified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                outcome.run.started_at,
-                outcome.run.level,
-                outcome.exit_code,
-                outcome.run.duration,
-                total.registered_mrr,
-                total.protected,
-                total.at_risk,
-                total.unverified,
-            ),
-        )
-        run_id = int(cur.lastrowid or 0)
-        db.executemany(
-            "INSERT INTO results VALUES (?, ?, ?, ?, ?)",
-            [
-                (
-                    run_id,
-                    r.entry_id,
-                    r.status,
-                    r.duration,
-                    max((len(t.attempts) for t in r.tests), default=0),
-                )
-                for r in outcome.run.entries
-            ],
-        )
+        run_id = int(db.execute(INSERT_RUN, row).lastrowid or 0)
+        db.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?)", _results(run_id, outcome))
     db.close()
     return run_id
 
 
+def _results(run_id: int, outcome: Outcome) -> list[tuple[Any, ...]]:
+    return [
+        (
+            run_id,
+            r.entry_id,
+            r.status,
+            r.duration,
+            max((len(t.attempts) for t in r.tests), default=0),
+        )
+        for r in outcome.run.entries
+    ]
+
+
 def summary(path: Path, last: int = 20) -> dict[str, Any]:
     with _connect(path) as db:
-        runs = db.execute(
-            "SELECT id, started_at, level, exit_code, protected, registered, "
-            "at_risk FROM runs ORDER BY id DESC LIMIT ?",
-            (last,),
-        ).fetchall()
-        flaky = db.execute(
-            "SELECT entry_id, SUM(status = ?) AS flaky, COUNT(DISTINCT status) AS outcomes, "
-            "COUNT(*) FROM results GROUP BY entry_id HAVING flaky > 0 OR outcomes > 1 "
-            "ORDER BY flaky DESC, outcomes DESC LIMIT 10",
-            (Status.FLAKY,),
-        ).fetchall()
-        slow = db.execute(
-            "SELECT entry_id, AVG(duration_s), MAX(duration_s) FROM results "
-            "WHERE duration_s > 0 GROUP BY entry_id ORDER BY 2 DESC LIMIT 10"
-        ).fetchall()
+        runs = db.execute(RUNS, (last,)).fetchall()
+        flaky = db.execute(FLAKIEST, (Status.FLAKY,)).fetchall()
+        slow = db.execute(SLOWEST).fetchall()
     db.close()
     return {
-        "runs": [
-            dict(
-                zip(
-                    (
-                        "id",
-                        "started_at",
-                        "level",
-                        "exit_code",
-                        "protected",
-                        "registered",
-                        "at_risk",
-                    ),
-                    r,
-                    strict=True,
-                )
-            )
-            for r in runs[::-1]
-        ],
+        "runs": [dict(zip(RUN_KEYS, r, strict=True)) for r in runs[::-1]],
         "flakiest": [
             {"id": f[0], "flaky_runs": f[1], "distinct_outcomes": f[2], "runs": f[3]} for f in flaky
         ],

@@ -53,29 +53,25 @@ def plan_lines(
     expected: dict[str, float] | None = None,
 ) -> list[str]:
     expected = expected or {}
-    rows = [("TIER", "MRR", "LEVEL", "STATUS", "EXPECTED", "ID", "PATH")]
-    rows += [
-        (
-            str(e.tier),
-            money(e.mrr),
-            e.level,
-            e.status,
-            f"{expected[e.id]:.1f} s" if e.id in expected else "-",
-            e.id,
-            e.path,
-        )
-        for e in selection.entries
-    ]
+    rows: list[tuple[str, ...]] = [("TIER", "MRR", "LEVEL", "STATUS", "EXPECTED", "ID", "PATH")]
+    rows += [_plan_row(e, expected.get(e.id)) for e in selection.entries]
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r[:6], widths, strict=True)) + "  " + r[6]
         for r in rows
     ]
-    plan = plan_dict(registry, selection, timeout, expected)
-    lines.append(
+    return [*lines, _plan_total(plan_dict(registry, selection, timeout, expected))]
+
+
+def _plan_row(e: Entry, seconds: float | None) -> tuple[str, ...]:
+    shown = "-" if seconds is None else f"{seconds:.1f} s"
+    return (str(e.tier), money(e.mrr), e.level, e.status, shown, e.id, e.path)
+
+
+def _plan_total(plan: dict[str, Any]) -> str:
+    return (
         f"{plan['runnable']} of {plan['selected']} selected tests would run "
         f"({plan['pending']} pending), protecting up to {money(plan['runnable_mrr'])} of "
-        f"{money(plan['registered_mrr'])} registered MRR; level {selection.level!r}, "
-        f"expected {plan['expected_s']:.1f} s, timeout {timeout:g} s"
+        f"{money(plan['registered_mrr'])} registered MRR; level {plan['level']!r}, "
+        f"expected {plan['expected_s']:.1f} s, timeout {plan['timeout_s']:g} s"
     )
-    return lines

@@ -84,9 +84,16 @@ class RunnerPlugin:
         self.strict = self.check_registry and bool(spec.get("strict"))
         self.root = config.rootpath
         self.touched: set[str | None] = set()
+        self.entries: dict[str, str | None] = {}
+        self.resolved: dict[Path, Path] = {}
 
     def entry_for(self, path: Path, nodeid: str) -> str | None:
-        return self.index.find(path.resolve(), nodeid)
+        """Cached per node id, and paths resolved once per file: this runs for every test."""
+        if nodeid not in self.entries:
+            if path not in self.resolved:
+                self.resolved[path] = path.resolve()
+            self.entries[nodeid] = self.index.find(self.resolved[path], nodeid)
+        return self.entries[nodeid]
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed or report.skipped:
@@ -101,23 +108,26 @@ class RunnerPlugin:
                 longrepr=_clip(report.longreprtext),
             )
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_modifyitems(
-        self, config: pytest.Config, items: list[pytest.Item]
-    ) -> None:
+    def _split(
+        self, items: list[pytest.Item]
+    ) -> tuple[list[pytest.Item], list[pytest.Item], list[str]]:
+        """(selected, deselected, unregistered node ids); duplicates collected once."""
         keep: list[pytest.Item] = []
         drop: list[pytest.Item] = []
         unregistered: list[str] = []
-        seen: set[str] = set()
-        for item in items:
-            if item.nodeid in seen:
-                continue
-            seen.add(item.nodeid)
+        for item in {item.nodeid: item for item in items}.values():
             entry = self.entry_for(item.path, item.nodeid)
             self.touched.add(entry)
             if entry is None:
                 unregistered.append(item.nodeid)
             (keep if entry in self.selected else drop).append(item)
+        return keep, drop, unregistered
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        keep, drop, unregistered = self._split(items)
         # the registry's run order (tier 1 first, then by MRR); file order within an entry
         keep.sort(key=lambda item: self.order.get(self.entry_for(item.path, item.nodeid), 0))
         items[:] = keep

@@ -107,6 +107,9 @@ class Progress:
             status = phase_status(self.tally.phases.pop(nodeid, {}))
         else:
             status = self.tally.finished(nodeid, self.entries.get(nodeid))
-        label = Text(f"{status.upper():8}", style=_STYLE.get(status, ""))
-        self.console.print(label + Text(f"{nodeid}{retry}"), highlight=False, soft_wrap=True)
+        if self.live is None:  # plain output: one line, without rich's layout cost per test
+            self.console.file.write(f"{status.upper():8}{nodeid}{retry}\n")
+        else:
+            label = Text(f"{status.upper():8}", style=_STYLE.get(status, ""))
+            self.console.print(label + Text(f"{nodeid}{retry}"), highlight=False, soft_wrap=True)
         self.tally.current = ""

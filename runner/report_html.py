@@ -49,37 +49,42 @@ def render_html(outcome: Outcome) -> str:
     )
 
 
+WIDTH, BAR, GAP, LABEL_W = 720, 26, 12, 260
+
+
 def _chart(outcome: Outcome) -> str:
+    """A stacked bar per tier: protected, at risk, unverified, scaled to the largest row."""
     rows = [*outcome.summary.tiers, outcome.summary.total]
-    width, bar, gap, label_w = 720, 26, 12, 260
     scale = max((r.registered_mrr for r in rows), default=1.0) or 1.0
-    parts = []
-    for i, row in enumerate(rows):
-        y, x = i * (bar + gap), float(label_w)
-        parts.append(f'<text x="0" y="{y + 18}" font-size="13">{escape(row.label[:34])}</text>')
-        for name, value in (
-            ("protected", row.protected),
-            ("at risk", row.at_risk),
-            ("unverified", row.unverified),
-        ):
-            w = (width - label_w - 90) * value / scale
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar}" '
-                f'fill="{COLORS[name]}"><title>{name}: {money(value)}</title></rect>'
-            )
-            x += w
-        parts.append(
-            f'<text x="{x + 6:.1f}" y="{y + 18}" font-size="12">{money(row.registered_mrr)}</text>'
-        )
+    bars = "".join(_bar(row, i * (BAR + GAP), scale) for i, row in enumerate(rows))
     legend = "".join(
         f'<span><i class="sw" style="background:{c}"></i>{n}</span>' for n, c in COLORS.items()
     )
-    height = len(rows) * (bar + gap)
     return (
-        f'<svg role="img" aria-label="MRR by tier" width="{width}" height="{height}" '
-        f'xmlns="http://www.w3.org/2000/svg">{"".join(parts)}</svg>'
-        f'<div class="legend">{legend}</div>'
+        f'<svg role="img" aria-label="MRR by tier" width="{WIDTH}" '
+        f'height="{len(rows) * (BAR + GAP)}" xmlns="http://www.w3.org/2000/svg">{bars}'
+        f'</svg><div class="legend">{legend}</div>'
     )
+
+
+def _bar(row: TierSummary, y: int, scale: float) -> str:
+    parts = [f'<text x="0" y="{y + 18}" font-size="13">{escape(row.label[:34])}</text>']
+    x = float(LABEL_W)
+    for name, value in (
+        ("protected", row.protected),
+        ("at risk", row.at_risk),
+        ("unverified", row.unverified),
+    ):
+        w = (WIDTH - LABEL_W - 90) * value / scale
+        parts.append(
+            f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{BAR}" '
+            f'fill="{COLORS[name]}"><title>{name}: {money(value)}</title></rect>'
+        )
+        x += w
+    parts.append(
+        f'<text x="{x + 6:.1f}" y="{y + 18}" font-size="12">{money(row.registered_mrr)}</text>'
+    )
+    return "".join(parts)
 
 
 def _tiers(outcome: Outcome) -> str:

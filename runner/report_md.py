@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runner.report_json import Outcome
-from runner.results import FAILING, Status
+from runner.results import FAILING, EntryResult, Status
 from runner.summary import TierSummary, money
 
 _ICON = {0: "✅", 1: "❌", 4: "⚠️", 5: "💥", 130: "⏹️"}
@@ -51,35 +51,35 @@ def _gate(outcome: Outcome) -> list[str]:
     return ["", head, *(f"- {f}" for f in gate.failures)]
 
 
+FAILURE_HEAD = [
+    "",
+    "### Failing and flaky tests",
+    "",
+    "| Test | Status | Tier | MRR | Owner | First failure |",
+    "|---|---|---:|---:|---|---|",
+]
+
+
 def _failures(outcome: Outcome) -> list[str]:
     bad = [r for r in outcome.run.entries if r.status in FAILING or r.status is Status.FLAKY]
     if not bad:
         return []
-    lines = [
+    owners = ", ".join(f"{o} {money(m)}" for o, m in outcome.summary.at_risk_by_owner)
+    return [
+        *FAILURE_HEAD,
+        *(_failure_row(outcome, r) for r in bad),
         "",
-        "### Failing and flaky tests",
-        "",
-        "| Test | Status | Tier | MRR | Owner | First failure |",
-        "|---|---|---:|---:|---|---|",
+        f"MRR at risk by owner: {owners or 'none'}",
     ]
-    for result in bad:
-        e = outcome.registry.by_id[result.entry_id]
-        first = (
-            (result.message or result.note).splitlines()[0]
-            if (result.message or result.note)
-            else ""
-        )
-        lines.append(
-            f"| `{e.id}` | {result.status} | {e.tier} | {money(e.mrr)} | {e.owner} | "
-            f"{_cell(first)} |"
-        )
-    lines += [
-        "",
-        "MRR at risk by owner: "
-        + ", ".join(f"{o} {money(m)}" for o, m in outcome.summary.at_risk_by_owner)
-        or "none",
-    ]
-    return lines
+
+
+def _failure_row(outcome: Outcome, result: EntryResult) -> str:
+    e = outcome.registry.by_id[result.entry_id]
+    text = result.message or result.note
+    first = text.splitlines()[0] if text else ""
+    return (
+        f"| `{e.id}` | {result.status} | {e.tier} | {money(e.mrr)} | {e.owner} | {_cell(first)} |"
+    )
 
 
 def _unverified(outcome: Outcome) -> list[str]:

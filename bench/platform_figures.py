@@ -1,0 +1,131 @@
+"""The platform's figures against the seed report's budgets: cold start, agent reply,
+session propagation, and the whole integration level."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from apex.client import ApexClient, ask, connect, receive
+from apex.launcher import Stack
+from bench.measure import REPO, Figure, repeat, runner_argv, timed
+
+
+def cold_start(reps: int) -> Figure:
+    def once() -> float:
+        started = time.perf_counter()
+        with Stack():
+            return time.perf_counter() - started
+
+    sample = repeat(once, reps)
+    return Figure(
+        name="launcher cold start to all services healthy",
+        value=sample.median,
+        baseline=30.0,
+        unit="s",
+        target="< 1.5 s (seed budget 30 s)",
+        met=sample.median < 1.5,
+        detail=f"min {sample.minimum:.3f} s",
+    )
+
+
+async def _replies(stack: Stack, count: int) -> list[float]:
+    endpoints = stack.endpoints()
+    async with ApexClient(endpoints) as api:
+        _, tokens = await api.new_user("bench")
+    times = []
+    async with await connect(endpoints, tokens.access) as ws:
+        await receive(ws)
+        for _ in range(count):
+            started = time.perf_counter()
+            frames = await ask(ws, "what does my usage cost and how do I optimize it")
+            assert frames[-1]["type"] == "agent_completed"
+            times.append(time.perf_counter() - started)
+    return times
+
+
+async def _propagation(stack: Stack, count: int) -> list[float]:
+    endpoints = stack.endpoints()
+    urls = [
+        endpoints.auth,
+        endpoints.backend,
+        endpoints.gateway.replace("ws://", "http://").removesuffix("/ws"),
+    ]
+    async with ApexClient(endpoints) as api:
+        _, tokens = await api.new_user("bench")
+        out = []
+        for n in range(count):
+            started = time.perf_counter()
+            version = (await api.update_session(tokens, {"n": n}))["version"]
+            while not all(
+                (v or {}).get("version") == version
+                for v in [await api.session_view(u, tokens.session_id) for u in urls]
+            ):
+                await asyncio.sleep(0.001)
+            out.append(time.perf_counter() - started)
+    return out
+
+
+def platform(replies: int, updates: int) -> list[Figure]:
+    with Stack() as stack:
+        reply = asyncio.run(_replies(stack, replies))
+        prop = sorted(asyncio.run(_propagation(stack, updates)))
+    return [_reply_figure(reply), _propagation_figure(prop)]
+
+
+def _reply_figure(reply: list[float]) -> Figure:
+    median = statistics.median(reply)
+    return Figure(
+        name="user message to agent_completed over WebSocket",
+        value=median,
+        baseline=30.0,
+        unit="s",
+        target="< 1 s (seed budget 30 s)",
+        met=median < 1.0,
+        detail=f"min {min(reply):.3f} s over {len(reply)}",
+    )
+
+
+def _propagation_figure(prop: list[float]) -> Figure:
+    p99 = prop[min(len(prop) - 1, int(0.99 * len(prop)))]
+    return Figure(
+        name="session update propagation to all services (p99)",
+        value=p99,
+        baseline=5.0,
+        unit="s",
+        target="< 100 ms p99 (seed budget 5 s)",
+        met=p99 < 0.1,
+        detail=f"p50 {1000 * statistics.median(prop):.1f} ms, "
+        f"{len(prop)} updates, until every service agrees",
+    )
+
+
+def integration_level() -> Figure:
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "run.json"
+        wall = timed(
+            runner_argv(
+                "--level",
+                "integration",
+                "--json",
+                str(report),
+                "--no-history",
+                "--no-record-durations",
+            ),
+            REPO,
+        )
+        data = json.loads(report.read_text())
+    own = sum(t["duration_s"] for e in data["tests"] for t in e["tests"])
+    return Figure(
+        name="whole --level integration, stack start included",
+        value=wall,
+        baseline=own,
+        unit="s",
+        target="< 20 s wall",
+        met=wall < 20 and data["exit_code"] == 0,
+        detail=f"exit {data['exit_code']}; the baseline is the suites' own test time",
+    )
