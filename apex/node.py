@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from starlette.middleware import Middleware
@@ -18,9 +19,11 @@ from apex.cachechain import ChainCache
 from apex.discovery import Discovery
 from apex.internal import service_only
 from apex.metrics import Metrics, MetricsMiddleware
-from apex.runtime_config import ConfigView, layered, public
 from apex.service import Check, error, health_routes, run_checks
 from apex.settings import Settings
+
+if TYPE_CHECKING:
+    from apex.runtime_config import ConfigView
 
 
 class Node:
@@ -31,8 +34,8 @@ class Node:
         self.metrics = Metrics(service)
         self.discovery = Discovery(client, service, settings.self_url, self.ready)
         self.chain = ChainCache(client, service, self.discovery.instance)
-        file = Path(settings.config_file) if settings.config_file else None
-        self.config = ConfigView(client, layered(file))
+        self.redis = client
+        self.config: ConfigView | None = None  # loaded after start-up: pydantic is slow to import
         self.tasks: list[asyncio.Task[None]] = []
 
     async def ready(self) -> bool:
@@ -43,13 +46,20 @@ class Node:
             await self.discovery.beat()  # be resolvable as soon as we answer
         self.tasks = [
             asyncio.create_task(c)
-            for c in (self.discovery.run(), self.chain.follow(), self.config.follow())
+            for c in (self.discovery.run(), self.chain.follow(), self._follow_config())
         ]
 
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
         await self.discovery.leave()
+
+    async def _follow_config(self) -> None:
+        """Import and layer the configuration in a thread, then follow published changes."""
+        module = await asyncio.to_thread(importlib.import_module, "apex.runtime_config")
+        file = Path(self.settings.config_file) if self.settings.config_file else None
+        self.config = module.ConfigView(self.redis, module.layered(file))
+        await self.config.follow()
 
     def middleware(self) -> list[Middleware]:
         return [Middleware(MetricsMiddleware, metrics=self.metrics)]
@@ -85,6 +95,10 @@ class Node:
         return JSONResponse({"instance": self.discovery.instance, "log": list(self.chain.log)})
 
     async def config_view(self, request: Request) -> Response:
+        if self.config is None:
+            return error(503, "the configuration is still loading", retry_after_s=1)
+        from apex.runtime_config import public  # noqa: PLC0415 - loaded by now
+
         return JSONResponse(
             {
                 "service": self.service,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -107,17 +108,11 @@ def _propagation_figure(prop: list[float]) -> Figure:
 def integration_level() -> Figure:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "run.json"
-        wall = timed(
-            runner_argv(
-                "--level",
-                "integration",
-                "--json",
-                str(report),
-                "--no-history",
-                "--no-record-durations",
-            ),
-            REPO,
+        # the suites need their pytest plugins (anyio): the user's own environment
+        argv = runner_argv(
+            "--level", "integration", "--json", str(report), "--no-history", "--no-record-durations"
         )
+        wall = timed(argv, REPO, env=dict(os.environ))
         data = json.loads(report.read_text())
     own = sum(t["duration_s"] for e in data["tests"] for t in e["tests"])
     return Figure(

@@ -158,8 +158,15 @@ PYTEST_PEAK = (
 
 
 def _peak_kib(argv: list[str], cwd: Path) -> int:
+    """Peak RSS of a process started by a small shell: Linux keeps a process's peak across
+    exec, so a child forked straight from this (large) process would report our size."""
     proc = subprocess.run(
-        argv, cwd=cwd, env=bench_env(), capture_output=True, text=True, check=False
+        ["sh", "-c", '"$@"', "sh", *argv],
+        cwd=cwd,
+        env=bench_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("PEAK"))
     return int(line.split()[1])

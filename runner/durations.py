@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -52,6 +51,13 @@ def save(path: Path, store: Mapping[str, float]) -> None:
     os.replace(tmp, path)
 
 
+def _median(values: list[float]) -> float:
+    """statistics.median without importing statistics (it costs --list start-up time)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def estimate(entries: Iterable[Entry], store: Mapping[str, float]) -> dict[str, float]:
     """Each entry's expected seconds; an unknown one gets its level's median (or 1 s)."""
     entries = list(entries)
@@ -60,10 +66,8 @@ def estimate(entries: Iterable[Entry], store: Mapping[str, float]) -> dict[str, 
         if e.id in store:
             by_level.setdefault(e.level, []).append(store[e.id])
     known = [v for values in by_level.values() for v in values]
-    fallback = statistics.median(known) if known else FALLBACK_SECONDS
+    fallback = _median(known) if known else FALLBACK_SECONDS
     return {
-        e.id: store.get(
-            e.id, statistics.median(by_level[e.level]) if e.level in by_level else fallback
-        )
+        e.id: store.get(e.id, _median(by_level[e.level]) if e.level in by_level else fallback)
         for e in entries
     }

@@ -12,13 +12,6 @@ from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
-from authlib.common.security import generate_token
-from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
-
-from apex.pkce import s256
 
 CLIENT_ID = "apex-auth"
 STATE_TTL = 300
@@ -41,24 +34,26 @@ class OAuthClient:
 
     async def start(self, login_hint: str) -> str:
         """The authorization URL; state, nonce and the PKCE verifier stay server-side."""
+        # Authlib and joserfc load on the first sign-in, not at every service start-up
+        from authlib.common.security import generate_token  # noqa: PLC0415
+        from authlib.oauth2.rfc6749.parameters import prepare_grant_uri  # noqa: PLC0415
+
+        from apex.pkce import s256  # noqa: PLC0415
+
         state, nonce, verifier = generate_token(32), generate_token(24), generate_token(64)
         await self.redis.set(
             state_key(state), json.dumps({"verifier": verifier, "nonce": nonce}), ex=STATE_TTL
         )
-        return str(
-            prepare_grant_uri(
-                f"{self.idp_url}/authorize",
-                CLIENT_ID,
-                "code",
-                redirect_uri=self.redirect_uri,
-                scope="openid email",
-                state=state,
-                nonce=nonce,
-                login_hint=login_hint,
-                code_challenge=s256(verifier),
-                code_challenge_method="S256",
-            )
-        )
+        params = {
+            "redirect_uri": self.redirect_uri,
+            "scope": "openid email",
+            "state": state,
+            "nonce": nonce,
+            "login_hint": login_hint,
+            "code_challenge": s256(verifier),
+            "code_challenge_method": "S256",
+        }
+        return str(prepare_grant_uri(f"{self.idp_url}/authorize", CLIENT_ID, "code", **params))
 
     async def finish(self, code: str, state: str) -> str:
         """Exchange the code (with the verifier) and return the verified email."""
@@ -89,6 +84,10 @@ class OAuthClient:
         return data
 
     async def _verify_id_token(self, id_token: str, nonce: str) -> str:
+        from joserfc import jwt  # noqa: PLC0415
+        from joserfc.errors import JoseError  # noqa: PLC0415
+        from joserfc.jwk import KeySet  # noqa: PLC0415
+
         keys = KeySet.import_key_set((await self.http.get(f"{self.idp_url}/jwks")).json())
         try:
             token = jwt.decode(id_token, keys, algorithms=["RS256"])

@@ -29,7 +29,6 @@ from apex.metrics_agg import Aggregator
 from apex.mq import Queue, Worker
 from apex.node import Node
 from apex.ratelimit import UserRateLimit, WindowLimiter
-from apex.runtime_config import ConfigError, public, publish
 from apex.service import error, make_app, make_redis, redis_check
 from apex.sessions import SessionCache, SessionStore
 from apex.settings import Settings
@@ -101,11 +100,12 @@ class BackendApp:
         raw = body.get("options")
         options: dict[str, Any] = raw if isinstance(raw, dict) else {}
         faults = options.get("faults", {}) if self.settings.fault_injection else {}
+        config = self.node.config  # a published configuration wins over the environment
         default = (
-            self.node.config.config.agent_timeout
-            if self.node.config.version
+            config.config.agent_timeout
+            if config and config.version
             else self.settings.agent_timeout
-        )  # a published config wins over the env
+        )
         timeout = options.get("agent_timeout", default)
         if not isinstance(timeout, int | float) or not 0.01 <= timeout <= MAX_AGENT_TIMEOUT:
             timeout = default
@@ -213,15 +213,17 @@ class BackendApp:
 
     async def put_config(self, request: Request) -> Response:
         """Publish a configuration change to every service (service token); 422 keeps the old."""
+        from apex.runtime_config import ConfigError, public, publish  # noqa: PLC0415
+
+        view = self.node.config
+        if view is None:
+            return error(503, "the configuration is still loading", retry_after_s=1)
         try:
-            changes = await json_object(request)
-            version, config = await publish(self.redis, self.node.config.config, changes)
+            version, config = await publish(self.redis, view.config, await json_object(request))
         except BadBody:
             return error(400, "the body must be a JSON object")
         except ConfigError as exc:
-            return error(
-                422, f"invalid configuration: {exc}", version_in_force=self.node.config.version
-            )
+            return error(422, f"invalid configuration: {exc}", version_in_force=view.version)
         return JSONResponse({"version": version, "config": public(config)})
 
     async def metrics_summary(self, request: Request) -> Response:

@@ -109,8 +109,8 @@ class GatewayApp:
             session_id=conn.claims.sid,
             session_version=session["version"] if session else None,
             resume_id=conn.lineage.id,
-            config_version=self.node.config.version,
-            banner=self.node.config.config.maintenance_banner,
+            config_version=self.node.config.version if self.node.config else 0,
+            banner=self.node.config.config.maintenance_banner if self.node.config else "",
             last_seq=conn.lineage.seq,
         )
         bucket = TokenBucket(self.settings.ws_rate, self.settings.ws_burst)

@@ -8,17 +8,17 @@ required, and ID tokens are RS256 JWTs (joserfc) verifiable against the JWKS.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from joserfc import jwt
-from joserfc.jwk import RSAKey
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -52,9 +52,24 @@ class IdentityProvider:
         self.node = node
         self.issuer = issuer
         self.redirect_uris = redirect_uris
-        self.key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8)})
+        self._key: Any = None
+        self._key_lock = threading.Lock()
         self.codes: dict[str, Grant] = {}
         self.access: dict[str, str] = {}
+
+    @property
+    def key(self) -> Any:
+        """The RS256 signing key, made on first use (joserfc and RSA key generation are slow
+        enough to matter at start-up); `warm()` makes it in the background right after."""
+        with self._key_lock:
+            if self._key is None:
+                from joserfc.jwk import RSAKey  # noqa: PLC0415
+
+                self._key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8)})
+            return self._key
+
+    async def warm(self) -> None:
+        await asyncio.to_thread(lambda: self.key)
 
     async def discovery(self, request: Request) -> Response:
         i = self.issuer
@@ -130,6 +145,8 @@ class IdentityProvider:
             "exp": now + 300,
             "nonce": grant.nonce,
         }
+        from joserfc import jwt  # noqa: PLC0415
+
         id_token = jwt.encode({"alg": "RS256", "kid": self.key.kid}, claims, self.key)
         access = secrets.token_urlsafe(24)
         self.access[access] = grant.email
@@ -169,7 +186,9 @@ def create_app() -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await idp.node.start()
+        warm = asyncio.create_task(idp.warm())
         yield
+        warm.cancel()
         await idp.node.stop()
         await client.aclose()
 
