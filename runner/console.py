@@ -93,15 +93,11 @@ def _cells(row: TierSummary) -> list[str | Text]:
 
 
 def _failures(console: Console, outcome: Outcome) -> None:
-    bad = [r for r in outcome.run.entries if r.status in FAILING or r.status is Status.FLAKY]
+    bad = [r for r in outcome.run.entries if r.needs_attention]
     for result in bad:
         entry = outcome.registry.by_id[result.entry_id]
         mark = "~" if result.status is Status.FLAKY else "x"
-        first = (
-            (result.message or result.note).splitlines()[0]
-            if (result.message or result.note)
-            else ""
-        )
+        first = result.headline
         console.print(
             Text(
                 f"{mark} {entry.id} [{result.status}] tier {entry.tier}, "

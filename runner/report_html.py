@@ -122,7 +122,7 @@ def _gate(outcome: Outcome) -> list[str]:
 
 
 def _failures(outcome: Outcome) -> list[str]:
-    bad = [r for r in outcome.run.entries if r.status in FAILING or r.status is Status.FLAKY]
+    bad = [r for r in outcome.run.entries if r.needs_attention]
     if not bad:
         return []
     owners = ", ".join(f"{escape(o)}: {money(m)}" for o, m in outcome.summary.at_risk_by_owner)

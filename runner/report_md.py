@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runner.report_json import Outcome
-from runner.results import FAILING, EntryResult, Status
+from runner.results import EntryResult, Status
 from runner.summary import TierSummary, money
 
 _ICON = {0: "✅", 1: "❌", 4: "⚠️", 5: "💥", 130: "⏹️"}
@@ -61,7 +61,7 @@ FAILURE_HEAD = [
 
 
 def _failures(outcome: Outcome) -> list[str]:
-    bad = [r for r in outcome.run.entries if r.status in FAILING or r.status is Status.FLAKY]
+    bad = [r for r in outcome.run.entries if r.needs_attention]
     if not bad:
         return []
     owners = ", ".join(f"{o} {money(m)}" for o, m in outcome.summary.at_risk_by_owner)
@@ -75,8 +75,7 @@ def _failures(outcome: Outcome) -> list[str]:
 
 def _failure_row(outcome: Outcome, result: EntryResult) -> str:
     e = outcome.registry.by_id[result.entry_id]
-    text = result.message or result.note
-    first = text.splitlines()[0] if text else ""
+    first = result.headline
     return (
         f"| `{e.id}` | {result.status} | {e.tier} | {money(e.mrr)} | {e.owner} | {_cell(first)} |"
     )

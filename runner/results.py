@@ -62,6 +62,17 @@ class EntryResult:
         return sum(t.duration for t in self.tests)
 
     @property
+    def needs_attention(self) -> bool:
+        """Failed, errored, timed out, or flaky: what a report lists one by one."""
+        return self.status in FAILING or self.status is Status.FLAKY
+
+    @property
+    def headline(self) -> str:
+        """The first line of the failure, or of the note when there is none."""
+        text = self.message or self.note
+        return text.splitlines()[0] if text else ""
+
+    @property
     def message(self) -> str:
         if self.note and not self.tests:
             return self.note

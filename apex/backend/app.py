@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from apex.tokens import Claims, TokenError, bearer
 from apex.worker import handlers
 
 MAX_AGENT_TIMEOUT = 30.0
+HEARTBEAT_PERIOD = 1.0  # discovery's interval plus its readiness-check timeout
 Authed = Callable[[Request, Claims], Awaitable[Response]]
 
 
@@ -207,8 +209,16 @@ class BackendApp:
         price = (await json_object(request)).get("price")
         if not isinstance(price, int | float) or isinstance(price, bool) or not 0 <= price < 1e9:
             return error(422, "price must be a non-negative number")
+        started = time.time()
         expected = {r["instance"] for r in await resolve(self.redis)}
         result = await write_price(self.redis, request.path_params["model"], float(price), expected)
+        if result["missing"]:  # a killed instance's record outlives it until its TTL ends
+            await asyncio.sleep(HEARTBEAT_PERIOD)  # every live instance beats in this time
+            alive = {
+                r["instance"] for r in await resolve(self.redis) if r["heartbeat_at"] >= started
+            }
+            result["presumed_dead"] = sorted(set(result["missing"]) - alive)
+            result["missing"] = sorted(set(result["missing"]) & alive)
         return JSONResponse(result, status_code=200 if not result["missing"] else 504)
 
     async def put_config(self, request: Request) -> Response:

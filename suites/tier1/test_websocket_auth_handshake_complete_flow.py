@@ -66,23 +66,32 @@ async def test_wrong_state_is_refused(endpoints: Endpoints) -> None:
     assert "state" in forged.json()["error"]
 
 
+async def _exchange(
+    http: httpx.AsyncClient, endpoints: Endpoints, code: str, verifier: str
+) -> httpx.Response:
+    return await http.post(
+        f"{endpoints.idp}/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": "apex-auth",
+            "redirect_uri": f"{endpoints.auth}{CALLBACK}",
+            "code_verifier": verifier,
+        },
+    )
+
+
 async def test_wrong_pkce_verifier_is_refused(endpoints: Endpoints) -> None:
     verifier = "v" * 64
     async with httpx.AsyncClient() as http:
         for attempt, expected in (("w" * 64, 400), (verifier, 200)):
             code = await _authorize(http, endpoints, s256(verifier))
-            resp = await http.post(
-                f"{endpoints.idp}/token",
-                data={
-                    "grant_type": "authorization_code",
-                    "code": code,
-                    "client_id": "apex-auth",
-                    "redirect_uri": f"{endpoints.auth}{CALLBACK}",
-                    "code_verifier": attempt,
-                },
-            )
+            resp = await _exchange(http, endpoints, code, attempt)
             assert resp.status_code == expected, resp.text
-    assert "PKCE" in (await _refused_token(endpoints))["error_description"]
+        refused = await _exchange(
+            http, endpoints, await _authorize(http, endpoints, s256("x" * 64)), "y" * 64
+        )
+    assert "PKCE" in refused.json()["error_description"]
 
 
 async def _authorize(http: httpx.AsyncClient, endpoints: Endpoints, challenge: str) -> str:
@@ -100,22 +109,6 @@ async def _authorize(http: httpx.AsyncClient, endpoints: Endpoints, challenge: s
     )
     assert resp.status_code == 302
     return query_of(resp.headers["location"])["code"]
-
-
-async def _refused_token(endpoints: Endpoints) -> dict[str, str]:
-    async with httpx.AsyncClient() as http:
-        code = await _authorize(http, endpoints, s256("x" * 64))
-        resp = await http.post(
-            f"{endpoints.idp}/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "client_id": "apex-auth",
-                "redirect_uri": f"{endpoints.auth}{CALLBACK}",
-                "code_verifier": "y" * 64,
-            },
-        )
-    return dict(resp.json())
 
 
 async def test_token_refresh_keeps_the_user_connected(endpoints: Endpoints) -> None:
