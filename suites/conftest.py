@@ -4,15 +4,18 @@ already running deployment named by APEX_AUTH_URL / APEX_BACKEND_URL / APEX_GATE
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
-from apex.client import Endpoints
+from apex.client import Endpoints, gateway_http
 from apex.launcher import Stack, StackConfig
 from suites.platform import Platform
 
 # Fault injection on; a short backend timeout and breaker cooldown so outages are seen fast.
+SETTLE_SECONDS = 15.0
 SUITE_ENV = {
     "APEX_FAULT_INJECTION": "1",
     "APEX_BACKEND_TIMEOUT": "1.5",
@@ -65,3 +68,23 @@ def local_stack(platform: Platform) -> Stack:
 def faults(platform: Platform) -> None:
     if not platform.fault_injection:
         pytest.skip("the platform under test does not allow fault injection")
+
+
+@pytest.fixture(autouse=True)
+def settled(platform: Platform) -> Iterator[None]:
+    """After each test, wait until every service is ready again (a test may have stalled
+    Redis, killed a service or tripped a breaker): the next test starts from a healthy
+    platform instead of inheriting the last one's recovery."""
+    yield
+    urls = [platform.endpoints.auth, platform.endpoints.backend, gateway_http(platform.endpoints)]
+    deadline = time.monotonic() + SETTLE_SECONDS
+    with httpx.Client(timeout=1.0) as http:
+        while time.monotonic() < deadline and not all(_ready(http, u) for u in urls):
+            time.sleep(0.05)
+
+
+def _ready(http: httpx.Client, url: str) -> bool:
+    try:
+        return http.get(f"{url}/health/ready").status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -64,7 +64,10 @@ async def _start_then_drop(
             }
         )
     )
-    before = [await receive(ws) for _ in range(5)]
+    before: list[dict[str, Any]] = []
+    while len(before) < 5:
+        before.append(await receive(ws))
+        assert before[-1]["type"] != "error", before[-1]  # fail fast, not on a timeout
     _drop(ws)
     return resume_id, before
 
