@@ -1,0 +1,110 @@
+"""Bad registries never produce a traceback: only RegistryError (exit 2) naming the file."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runner.errors import RegistryError
+from runner.registry import load_registry
+from tests.conftest import Project, entry
+
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=8)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+KEYS = st.sampled_from(
+    [
+        "version",
+        "levels",
+        "tiers",
+        "tests",
+        "gates",
+        "default_level",
+        "suite_roots",
+        "id",
+        "tier",
+        "mrr",
+        "level",
+        "path",
+        "timeout",
+        "includes",
+        "name",
+        "retries",
+        "status",
+    ]
+)
+DOCS = st.recursive(VALUES, lambda inner: st.dictionaries(KEYS, inner, max_size=6), max_leaves=30)
+
+
+def _load(text: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "levels.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            load_registry(path, Path(tmp))
+        except RegistryError as exc:
+            assert str(exc).startswith(str(path))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(DOCS)
+def test_random_documents_only_ever_raise_registry_errors(doc: object) -> None:
+    _load(yaml.safe_dump(doc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab:-[]{}&*!|>'\"#%@ \n\t1.")), max_size=60))
+def test_malformed_yaml_text_only_ever_raises_registry_errors(text: str) -> None:
+    _load(text)
+
+
+def test_alias_bomb_is_refused_quickly(project: Project) -> None:
+    bomb = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    bomb += [
+        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]" for i in range(8)
+    ]
+    project.write("config/levels.yaml", "\n".join(["version: 1", *bomb, "tests: *i"]) + "\n")
+    proc = project.run("--list", timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_huge_and_binary_registries(project: Project) -> None:
+    big = project.root / "config/levels.yaml"
+    big.parent.mkdir(parents=True)
+    big.write_bytes(b"# " + b"x" * (50 * 2**20) + b"\n")
+    proc = project.run("--list")
+    assert proc.returncode == 2 and "the limit is 16 MiB" in proc.stderr
+    big.write_bytes(b"version: 1\n\xff\xfe\x00\x01")
+    proc = project.run("--list")
+    assert proc.returncode == 2 and "not UTF-8" in proc.stderr
+
+
+def test_pattern_that_looks_like_an_option_never_reaches_pytest(project: Project) -> None:
+    project.write("tests/test_a.py", "def test_a():\n    pass\n")
+    project.registry([entry("a", "tests/test_a.py")])
+    proc = project.run("--pattern", "-p evil")
+    assert proc.returncode == 3 and "no registered test matches" in proc.stderr
+
+
+@pytest.mark.parametrize("flag", ["--json", "--junit", "--html", "--markdown"])
+def test_unwritable_report_path_is_a_broken_run(project: Project, flag: str) -> None:
+    project.write("tests/test_a.py", "def test_a():\n    pass\n")
+    project.write("not-a-dir", "a file where a directory should be\n")
+    project.registry([entry("a", "tests/test_a.py")])
+    other = ("--junit", "ok.xml") if flag == "--json" else ("--json", "ok.xml")
+    proc = project.run(flag, "not-a-dir/report.out", *other)
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert "cannot write not-a-dir/report.out" in proc.stderr
+    assert (project.root / "ok.xml").stat().st_size > 0  # the other report is still written
