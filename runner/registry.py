@@ -6,6 +6,7 @@ Every error names the file, the line and the entry, so a user fixes it in one go
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,20 @@ class _Source:
         self.root = root
         self.levels: dict[str, Level] = {}
         self.tiers: dict[int, Tier] = {}
+        self.checked: dict[tuple[str, bool], str] = {}
+
+    def path_problem(self, file_part: str, must_exist: bool) -> str:
+        """Why a registry path is unusable ('' if it is fine); each file checked once."""
+        key = (file_part, must_exist)
+        if key not in self.checked:
+            resolved = os.path.realpath(os.path.join(self.root, file_part))
+            if not Path(resolved).is_relative_to(self.root):
+                self.checked[key] = f"{file_part!r} escapes the project root"
+            elif must_exist and not os.path.exists(resolved):
+                self.checked[key] = f"{file_part!r} does not exist"
+            else:
+                self.checked[key] = ""
+        return self.checked[key]
 
     def fail(self, line: int | None, message: str) -> RegistryError:
         return RegistryError(message, file=self.file, line=line)
@@ -272,13 +287,11 @@ def _check_refs(m: LineDict, src: _Source, what: str) -> None:
 def _entry_path(m: LineDict, src: _Source, what: str, must_exist: bool) -> str:
     path = _text(m, "path", src, what)
     file_part = path.split("::", 1)[0]
-    if path.startswith("-") or Path(file_part).is_absolute():
+    if path.startswith("-") or os.path.isabs(file_part):
         raise src.fail(m.line, f"{what}: path {path!r} must be relative to the project root")
-    resolved = (src.root / file_part).resolve()
-    if not resolved.is_relative_to(src.root):
-        raise src.fail(m.line, f"{what}: path {path!r} escapes the project root")
-    if must_exist and not resolved.exists():
-        raise src.fail(m.line, f"{what}: path {file_part!r} does not exist")
+    problem = src.path_problem(file_part, must_exist)
+    if problem:
+        raise src.fail(m.line, f"{what}: path {problem}")
     return path
 
 

@@ -56,6 +56,27 @@ def _duplicate_key(key: object, node: yaml.Node) -> RegistryError:
 
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
+# A plain scalar that starts with a letter can only be a bool, a null or a string under
+# YAML 1.1's implicit rules; answering those without PyYAML's regex walk makes a
+# 10,000-entry registry load several times faster. Anything else takes the usual path.
+_WORDS = frozenset({"yes", "no", "true", "false", "on", "off", "null"})
+_STR_TAG = "tag:yaml.org,2002:str"
+_resolve: Any = _LineLoader.resolve
+
+
+def _fast_resolve(self: Any, kind: Any, value: Any, implicit: Any) -> Any:
+    if (
+        kind is yaml.ScalarNode
+        and implicit[0]
+        and value[:1].isalpha()
+        and value.lower() not in _WORDS
+    ):
+        return _STR_TAG
+    return _resolve(self, kind, value, implicit)
+
+
+_LineLoader.resolve = _fast_resolve  # type: ignore[method-assign]
+
 
 def read_text(path: Path) -> str:
     """The file's text, or a RegistryError saying why it cannot be read."""

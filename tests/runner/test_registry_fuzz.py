@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from runner.errors import RegistryError
 from runner.registry import load_registry
+from runner.yamlsource import load_yaml
 from tests.conftest import Project, entry
 
 SCALARS = st.one_of(
@@ -108,3 +109,42 @@ def test_unwritable_report_path_is_a_broken_run(project: Project, flag: str) -> 
     assert proc.returncode == 5, proc.stdout + proc.stderr
     assert "cannot write not-a-dir/report.out" in proc.stderr
     assert (project.root / "ok.xml").stat().st_size > 0  # the other report is still written
+
+
+@settings(max_examples=300, deadline=None)
+@given(DOCS)
+def test_line_tracking_loader_reads_what_safe_load_reads(doc: object) -> None:
+    text = yaml.safe_dump(doc)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            ours = load_yaml(path)
+        except RegistryError:
+            return  # duplicate keys and the like: refused, where safe_load would guess
+    expected = yaml.safe_load(text)
+    assert repr(ours) == repr(expected)  # repr: NaN is never equal to itself
+
+
+@pytest.mark.parametrize(
+    "word",
+    [
+        "yes",
+        "No",
+        "TRUE",
+        "off",
+        "null",
+        "Null",
+        "yEs",
+        "nan",
+        "Infinity",
+        "onion",
+        "nullable",
+        "y",
+        "n",
+    ],
+)
+def test_plain_words_resolve_like_yaml_1_1(tmp_path: Path, word: str) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(f"k: {word}\n", encoding="utf-8")
+    assert load_yaml(path) == yaml.safe_load(f"k: {word}\n")
