@@ -58,6 +58,8 @@ class Settings:
     ws_user_rate: int = 100
     http_rate: int = 100
     http_window: float = 1.0
+    login_failures: int = 5
+    login_window: float = 300.0
     self_url: str = ""
     config_file: str = ""
 
@@ -95,6 +97,8 @@ _ENV: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "ws_user_rate": ("APEX_WS_USER_RATE", _int),
     "http_rate": ("APEX_HTTP_RATE", _int),
     "http_window": ("APEX_HTTP_WINDOW", _float),
+    "login_failures": ("APEX_LOGIN_FAILURES", _int),
+    "login_window": ("APEX_LOGIN_WINDOW", _float),
     "self_url": ("APEX_SELF_URL", _text),
     "config_file": ("APEX_CONFIG_FILE", _text),
 }

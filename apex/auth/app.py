@@ -19,6 +19,7 @@ from starlette.routing import Route
 from apex.access import check_access
 from apex.auth.flows import Flows
 from apex.auth.oauth import OAuthClient, OAuthError
+from apex.auth.throttle import LoginThrottle
 from apex.auth.users import User, UserStore
 from apex.internal import session_routes
 from apex.node import Node
@@ -48,6 +49,7 @@ class AuthApp:
         self.cache = SessionCache(self.sessions)
         self.users = UserStore(Path(settings.data_dir) / "auth.db")
         self.flows = Flows(settings, self.redis, self.sessions)
+        self.throttle = LoginThrottle(self.redis, settings.login_failures, settings.login_window)
         self.node = Node("auth", settings, self.redis, {"redis": redis_check(self.redis)})
         self.http = httpx.AsyncClient(timeout=5.0)
         self.oauth = OAuthClient(
@@ -70,9 +72,16 @@ class AuthApp:
         email, password = body.get("email"), body.get("password")
         if not isinstance(email, str) or not isinstance(password, str):
             return error(422, "email and password are required")
+        wait = await self.throttle.wait(email)
+        if wait:
+            response = error(429, "too many failed sign-ins; try again later")
+            response.headers["Retry-After"] = str(wait)
+            return response
         user = await run_in_threadpool(self.users.authenticate, email, password)
         if user is None:
+            await self.throttle.failed(email)
             return error(401, "invalid email or password")
+        await self.throttle.succeeded(email)
         return JSONResponse(await self.flows.login(user))
 
     async def refresh(self, request: Request) -> Response:

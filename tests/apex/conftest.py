@@ -12,7 +12,9 @@ from apex.launcher import Stack, StackConfig
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    config = StackConfig(env={"APEX_FAULT_INJECTION": "1", "APEX_AGENT_TIMEOUT": "1.0"})
+    config = StackConfig(
+        env={"APEX_FAULT_INJECTION": "1", "APEX_AGENT_TIMEOUT": "1.0", "APEX_LOGIN_WINDOW": "3"}
+    )
     with Stack(config) as running:
         yield running
 
