@@ -12,9 +12,11 @@ from typing import Any
 import click
 
 from runner import __version__
+from runner.envprofile import resolve
 from runner.errors import ExitCode, RunnerError
 from runner.registry import load_registry
 from runner.select import Criteria, select
+from runner.workers import parse_workers
 
 DEFAULT_REGISTRY = "config/levels.yaml"
 REGISTRY_ENV = "UTR_REGISTRY"
@@ -90,6 +92,17 @@ selection_options = _stack(
         metavar="SECONDS",
         help="Run what protects the most MRR within this many seconds.",
     ),
+    click.option(
+        "--changed",
+        metavar="REF",
+        help="Only entries whose `covers` match files changed since REF (git diff REF...); "
+        "entries without covers always run.",
+    ),
+    click.option(
+        "--env",
+        metavar="NAME",
+        help="Environment profile from the registry's `environments` (default: launch locally).",
+    ),
     click.option("--gate", help="Stage gate from the registry to evaluate after the run."),
     click.option(
         "--durations-file",
@@ -125,6 +138,11 @@ def cli() -> None:
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds for the whole run (default: the level's timeout).",
+)
+@click.option(
+    "--workers",
+    metavar="N|auto",
+    help="Spread the tests over N processes with pytest-xdist ('auto': one per CPU core).",
 )
 @click.option("--strict", is_flag=True, help="Unregistered tests under suite roots are an error.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failing test.")
@@ -163,6 +181,7 @@ def cli() -> None:
 def run(**opts: Any) -> None:
     """Run the selected tests (extra pytest arguments go after `--`)."""
     registry, selection = _select(opts)
+    parse_workers(opts["workers"])  # a bad value is a usage error before anything starts
     if opts["list_only"]:
         from runner.commands import print_plan  # noqa: PLC0415 - rich stays unloaded
 
@@ -185,6 +204,8 @@ def _select(opts: dict[str, Any]) -> Any:
             ids=tuple(opts["ids"]),
         ),
     )
+    if opts.get("env") is not None:
+        resolve(registry, opts["env"])  # an unknown profile or a missing secret stops here
     gate = opts.get("gate")
     if gate is not None and gate not in registry.gates:
         raise click.BadParameter(

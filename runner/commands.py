@@ -14,10 +14,9 @@ from typing import Any
 from runner import durations
 from runner.errors import ExitCode, RegistryError, UsageError
 from runner.model import Registry
-from runner.narrow import narrow
+from runner.narrow import narrow_for
 from runner.plan import plan_dict, plan_lines
 from runner.select import ALL_LEVELS, Selection, level_timeout, run_order
-from runner.shard import parse_shard
 
 
 def _expected(registry: Registry, selection: Selection, opts: dict[str, Any]) -> dict[str, float]:
@@ -29,9 +28,7 @@ def print_plan(
     registry: Registry, selection: Selection, opts: dict[str, Any], as_json: bool
 ) -> None:
     expected = _expected(registry, selection, opts)
-    narrowed = narrow(
-        selection, expected, shard_spec=parse_shard(opts.get("shard")), seconds=opts.get("budget")
-    )
+    narrowed = narrow_for(registry, selection, expected, opts)
     timeout = opts.get("timeout") or level_timeout(registry, selection.level)
     data = plan_dict(registry, narrowed.selection, timeout, expected)
     data.update(

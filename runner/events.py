@@ -23,6 +23,7 @@ class _Test:
     output: str = ""
     started: bool = False
     finished: bool = False
+    worker: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,27 +48,43 @@ class EventLog:
         self.collected = False
         self.exitstatus: int | None = None
         self.current: str | None = None
+        self.crashed: dict[str, str] = {}  # node id -> the xdist worker that died running it
+        self.workers_down: list[str] = []
 
     def apply(self, event: dict[str, Any]) -> None:
         handler = getattr(self, "_on_" + str(event.get("event")), None)
         if handler is not None:
             handler(event)
 
+    # Under xdist every worker reports the same collection: the first report counts.
     def _on_collected(self, event: dict[str, Any]) -> None:
+        if self.collected:
+            return
         self.collected = True
         for item in event["tests"]:
             self.tests[item["nodeid"]] = _Test(nodeid=item["nodeid"], entry_id=item["entry"])
 
     def _on_collect_failed(self, event: dict[str, Any]) -> None:
-        self.collect_problems.setdefault(str(event.get("entry")), []).append(event)
+        problems = self.collect_problems.setdefault(str(event.get("entry")), [])
+        if all(p.get("nodeid") != event.get("nodeid") for p in problems):
+            problems.append(event)
 
     _on_collect_skipped = _on_collect_failed
 
     def _on_unregistered(self, event: dict[str, Any]) -> None:
-        self.unregistered.extend(event["nodeids"])
+        self.unregistered.extend(n for n in event["nodeids"] if n not in self.unregistered)
 
     def _on_unmatched(self, event: dict[str, Any]) -> None:
-        self.unmatched.extend(event["entries"])
+        self.unmatched.extend(e for e in event["entries"] if e not in self.unmatched)
+
+    def _on_worker_crashed(self, event: dict[str, Any]) -> None:
+        nodeid = str(event["nodeid"])
+        if nodeid not in self.tests:  # `--dist loadgroup` appends `@group` to the id
+            nodeid = nodeid.rpartition("@")[0] or nodeid
+        self.crashed[nodeid] = str(event.get("worker", "?"))
+
+    def _on_worker_down(self, event: dict[str, Any]) -> None:
+        self.workers_down.append(f"{event.get('worker')}: {event.get('error')}")
 
     def _on_strict_unregistered(self, event: dict[str, Any]) -> None:
         self.strict_unregistered = True
@@ -82,6 +99,7 @@ class EventLog:
         self.current = event["nodeid"]
         if event["nodeid"] in self.tests:
             self.tests[event["nodeid"]].started = True
+            self.tests[event["nodeid"]].worker = str(event.get("worker", ""))
 
     def _on_finish(self, event: dict[str, Any]) -> None:
         self.current = None
@@ -105,18 +123,24 @@ class EventLog:
 
     def finish(self, stop: Interruption | None, attempt: int = 1) -> list[TestResult]:
         """Every collected test as a result; unfinished ones take the interruption's statuses."""
-        return [_result(t, stop, attempt) for t in self.tests.values()]
+        return [_result(t, self._stop_for(t, stop), attempt) for t in self.tests.values()]
+
+    def _stop_for(self, test: _Test, stop: Interruption | None) -> Interruption:
+        if test.nodeid in self.crashed:
+            worker = self.crashed[test.nodeid]
+            why = f"pytest-xdist worker {worker} died while running this test"
+            return Interruption(running=Status.ERROR, waiting=Status.ERROR, reason=why)
+        if stop is not None:
+            return stop
+        why = "the pytest process ended before this test finished"
+        if self.crashed:
+            why = "not run: a pytest-xdist worker died and the run ended before this test"
+        return Interruption(running=Status.ERROR, waiting=Status.NOT_RUN, reason=why)
 
 
-def _result(test: _Test, stop: Interruption | None, attempt: int) -> TestResult:
+def _result(test: _Test, stop: Interruption, attempt: int) -> TestResult:
     status, message = phase_status(test.phases), test.message
     if not test.finished:
-        if stop is None:
-            stop = Interruption(
-                running=Status.ERROR,
-                waiting=Status.NOT_RUN,
-                reason="the pytest process ended before this test finished",
-            )
         status = stop.running if test.started else stop.waiting
         message = stop.reason
     return TestResult(
@@ -127,5 +151,6 @@ def _result(test: _Test, stop: Interruption | None, attempt: int) -> TestResult:
         message=message,
         longrepr=test.longrepr,
         output=test.output,
+        worker=test.worker,
         attempts=(Attempt(number=attempt, status=status, duration=test.duration, message=message),),
     )

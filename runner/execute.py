@@ -39,6 +39,7 @@ class ChildSpec:
     log_file: Path
     timeout: float
     grace: float = 5.0
+    env: tuple[tuple[str, str], ...] = ()  # set for the child (an environment profile)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +68,7 @@ def pytest_argv(spec: ChildSpec) -> list[str]:
 
 def child_env(spec: ChildSpec) -> dict[str, str]:
     """The parent's environment plus where to find the plugin and write events."""
-    env = dict(os.environ)
+    env = {**os.environ, **dict(spec.env)}
     package_parent = str(Path(runner.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     env["UTR_EVENTS"] = str(spec.events_file)

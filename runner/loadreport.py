@@ -66,6 +66,7 @@ def _test(entry_id: str, data: dict[str, Any]) -> TestResult:
         message=data["message"],
         longrepr=data["longrepr"],
         output=data["output"],
+        worker=str(data.get("worker", "")),
         attempts=tuple(
             Attempt(
                 number=a["number"],

@@ -37,6 +37,17 @@ class Gate:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Environment:
+    """Where the suites run: `variables` for their environment (values may be `${NAME}`,
+    read from the runner's environment) and `secrets`, names that must come from it."""
+
+    name: str
+    description: str = ""
+    variables: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class Entry:
     """One registered revenue-critical test (a file, directory or node id)."""
 
@@ -48,6 +59,8 @@ class Entry:
     path: str
     status: str = IMPLEMENTED
     owner: str = "unowned"
+    group: str = ""
+    covers: tuple[str, ...] = ()
     line: int = 0
 
     @property
@@ -70,6 +83,7 @@ class Registry:
     gates: dict[str, Gate] = field(default_factory=dict)
     tests: tuple[Entry, ...] = ()
     suite_roots: tuple[str, ...] = ()
+    environments: dict[str, Environment] = field(default_factory=dict)
 
     @cached_property
     def by_id(self) -> dict[str, Entry]:

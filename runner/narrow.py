@@ -1,12 +1,14 @@
-"""Narrowing a selection before it runs: a shard of it, or what fits a time budget."""
+"""Narrowing a selection before it runs: what a change touches, a shard of it, or what
+fits a time budget, in that order."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runner import budget, shard
-from runner.model import Entry
+from runner import budget, envprofile, shard
+from runner.changed import Change, changed_files
+from runner.model import Entry, Registry
 from runner.results import EntryResult, Status
 from runner.select import Selection
 from runner.summary import money
@@ -20,14 +22,37 @@ class Narrowed:
     notes: tuple[str, ...] = ()
 
 
+def narrow_for(
+    registry: Registry, selection: Selection, durations: dict[str, float], opts: dict[str, Any]
+) -> Narrowed:
+    """`narrow` with the command line's --changed, --shard and --budget; --env recorded."""
+    changed = opts.get("changed")
+    result = narrow(
+        selection,
+        durations,
+        shard_spec=shard.parse_shard(opts.get("shard")),
+        seconds=opts.get("budget"),
+        change=None if changed is None else changed_files(registry.root, changed),
+    )
+    if opts.get("env") is None:
+        return result
+    profile = envprofile.describe(registry, opts["env"])
+    note = f"environment {profile['name']!r}: " + (profile["description"] or "no description")
+    meta = {**result.meta, "environment": profile}
+    return replace(result, meta=meta, notes=(note, *result.notes))
+
+
 def narrow(
     selection: Selection,
     durations: dict[str, float],
     *,
     shard_spec: tuple[int, int] | None,
     seconds: float | None,
+    change: Change | None = None,
 ) -> Narrowed:
     result = Narrowed(selection=selection)
+    if change is not None:
+        result = _changed(result, change)
     if shard_spec is not None:
         result = _shard(result, durations, shard_spec)
     if seconds is not None:
@@ -81,3 +106,41 @@ def _budget(current: Narrowed, durations: dict[str, float], seconds: float) -> N
         left_out=current.left_out + left,
         notes=(*current.notes, note),
     )
+
+
+def _changed(current: Narrowed, change: Change) -> Narrowed:
+    entries = current.selection.entries
+    touched = [e for e in entries if e.covers and change.touches(e)]
+    always = [e for e in entries if not e.covers]
+    out = [e for e in entries if e.covers and e not in touched]
+    meta = {
+        **current.meta,
+        "changed": {
+            "ref": change.ref,
+            "files": list(change.files),
+            "touched": [e.id for e in touched],
+            "touched_mrr": sum(e.mrr for e in touched),
+            "always": [e.id for e in always],
+            "left_out": [e.id for e in out],
+        },
+    }
+    return replace(
+        current,
+        selection=_keep(current.selection, touched + always),
+        meta=meta,
+        notes=(*current.notes, _change_note(change, touched, always, out)),
+    )
+
+
+def _change_note(
+    change: Change, touched: list[Entry], always: list[Entry], out: list[Entry]
+) -> str:
+    note = (
+        f"--changed {change.ref}: {len(change.files)} changed files; this change touches "
+        f"{money(sum(e.mrr for e in touched))} MRR across {len(touched)} tests"
+    )
+    if always:
+        note += (
+            f"; {len(always)} tests without covers always run ({money(sum(e.mrr for e in always))})"
+        )
+    return note + f"; {len(out)} tests not affected"

@@ -19,6 +19,7 @@ from runner.model import Entry, Registry
 from runner.results import FAILING, EntryResult, Status, TestResult, rollup
 from runner.retry import retry_failures
 from runner.select import Selection, level_timeout
+from runner.workers import xdist_args
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -30,6 +31,8 @@ class RunOptions:
     grace: float = 5.0
     strict: bool = False
     retry: bool = True
+    workers: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,19 +148,25 @@ class _Run:
     on_event: EventHandler | None
     exits: list[ChildExit] = field(default_factory=list)
 
-    def once(
-        self, targets: tuple[str, ...], timeout: float, attempt: int
-    ) -> tuple[EventLog, ChildExit]:
-        spec = ChildSpec(
+    def child(self, targets: tuple[str, ...], timeout: float, attempt: int) -> ChildSpec:
+        # reruns of the few tests that failed run in one process: no workers to start
+        workers = xdist_args(self.options.workers if attempt == 1 else None, self.runnable)
+        return ChildSpec(
             root=self.registry.root,
             targets=targets,
             timeout=timeout,
             grace=self.options.grace,
-            extra_args=("--continue-on-collection-errors", *self.options.extra_args),
+            env=self.options.env,
+            extra_args=("--continue-on-collection-errors", *workers, *self.options.extra_args),
             spec_file=self._write_spec(attempt),
             events_file=self.workdir / f"events-{attempt}.jsonl",
             log_file=self.workdir / f"pytest-{attempt}.log",
         )
+
+    def once(
+        self, targets: tuple[str, ...], timeout: float, attempt: int
+    ) -> tuple[EventLog, ChildExit]:
+        spec = self.child(targets, timeout, attempt)
         log = EventLog()
 
         def handle(event: dict[str, Any]) -> None:
@@ -170,6 +179,10 @@ class _Run:
         _raise_registry_problems(self.registry, log)
         return log, exit_
 
+    @property
+    def runnable(self) -> tuple[Entry, ...]:
+        return self.selection.runnable
+
     def rerun(self, nodeids: tuple[str, ...], timeout: float, attempt: int) -> list[TestResult]:
         log, exit_ = self.once(nodeids, timeout, attempt)
         return log.finish(_interruption(log, exit_, timeout), attempt)
@@ -177,7 +190,11 @@ class _Run:
     def _write_spec(self, attempt: int) -> Path:
         """A rerun collects only the tests it retries: registry checks belong to attempt 1."""
         path = self.workdir / f"selection-{attempt}.json"
-        entries = [{"id": e.id, "path": e.path} for e in self.registry.tests if not e.pending]
+        entries = [
+            {"id": e.id, "path": e.path, "group": e.group}
+            for e in self.registry.tests
+            if not e.pending
+        ]
         spec = {
             "root": str(self.registry.root),
             "check_registry": attempt == 1,
@@ -294,6 +311,9 @@ def _broken(log: EventLog, exit_: ChildExit, entries: tuple[EntryResult, ...]) -
         reasons.append(f"the pytest process died ({_death(exit_.returncode)})")
     elif exit_.returncode in (2, 3, 4) and not exit_.interrupted:
         reasons.append(f"pytest exited with usage/internal error code {exit_.returncode}")
+    reasons += [f"pytest-xdist worker {w} died while running {n}" for n, w in log.crashed.items()]
+    if log.workers_down and not log.crashed:
+        reasons.append(f"pytest-xdist worker died between tests: {log.workers_down[0]}")
     reasons += [
         f"{e.entry_id}: {e.note}" for e in entries if e.note.startswith("collection failed")
     ]

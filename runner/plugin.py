@@ -3,6 +3,11 @@
 It maps collected tests to registry entries, deselects what the run did not select,
 and streams one JSON event per line to the file named by UTR_EVENTS, so the parent
 never scrapes pytest's text. It imports nothing from the rest of the runner.
+
+Under pytest-xdist every worker collects and runs its tests and writes its own events
+(tagged with the worker's id; appends of whole lines interleave safely), while the
+controller, which collects nothing, reports what only it sees: a worker that died and
+the test it held, and the end of the session.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import pytest
 
 EVENTS_ENV = "UTR_EVENTS"
 SELECTION_ENV = "UTR_SELECTION"
+WORKER_ENV = "PYTEST_XDIST_WORKER"
 MAX_TEXT = 8_000
 
 
@@ -49,11 +55,12 @@ class EntryIndex:
 class EventStream:
     """Appends one JSON object per line; each line is a single write()."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, worker: str | None = None) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.tag = {"worker": worker} if worker else {}
 
     def emit(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"event": event, **fields}, default=str) + "\n"
+        line = json.dumps({"event": event, **fields, **self.tag}, default=str) + "\n"
         os.write(self.fd, line.encode("utf-8", "replace"))
 
 
@@ -78,6 +85,9 @@ class RunnerPlugin:
     def __init__(self, config: pytest.Config, stream: EventStream, spec: dict[str, Any]) -> None:
         self.stream = stream
         self.index = EntryIndex(spec["entries"], Path(spec["root"]))
+        self.groups = {e["id"]: e["group"] for e in spec["entries"] if e.get("group")}
+        self.worker = os.environ.get(WORKER_ENV)
+        self.original: dict[str, str] = {}
         self.selected = set(spec["selected"])
         self.order = {entry_id: i for i, entry_id in enumerate(spec["selected"])}
         self.check_registry = bool(spec.get("check_registry", True))
@@ -131,6 +141,7 @@ class RunnerPlugin:
         # the registry's run order (tier 1 first, then by MRR); file order within an entry
         keep.sort(key=lambda item: self.order.get(self.entry_for(item.path, item.nodeid), 0))
         items[:] = keep
+        self._mark_groups(keep)
         if drop:
             config.hook.pytest_deselected(items=drop)
         self.stream.emit("unregistered", nodeids=unregistered)
@@ -140,6 +151,18 @@ class RunnerPlugin:
             self.stream.emit("strict_unregistered")
             pytest.exit("collected tests are not registered (--strict)", returncode=4)
 
+    def _mark_groups(self, items: list[pytest.Item]) -> None:
+        """Entries sharing a `group` go to one xdist worker (`--dist loadgroup`); xdist
+        then appends `@group` to their node ids, so the original ids are kept for events."""
+        for item in items:
+            group = self.groups.get(self.entry_for(item.path, item.nodeid) or "")
+            if group and self.worker:
+                item.add_marker(pytest.mark.xdist_group(group))
+                self.original[f"{item.nodeid}@{group}"] = item.nodeid
+
+    def _id(self, nodeid: str) -> str:
+        return self.original.get(nodeid, nodeid)
+
     def _stop_on_unmatched(self) -> None:
         unmatched = sorted(e for e in self.selected if e not in self.touched)
         if unmatched:
@@ -148,16 +171,17 @@ class RunnerPlugin:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         tests = [
-            {"nodeid": i.nodeid, "entry": self.entry_for(i.path, i.nodeid)} for i in session.items
+            {"nodeid": self._id(i.nodeid), "entry": self.entry_for(i.path, self._id(i.nodeid))}
+            for i in session.items
         ]
         self.stream.emit("collected", tests=tests)
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
-        self.stream.emit("start", nodeid=nodeid)
+        self.stream.emit("start", nodeid=self._id(nodeid))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         fields: dict[str, Any] = {
-            "nodeid": report.nodeid,
+            "nodeid": self._id(report.nodeid),
             "when": report.when,
             "outcome": report.outcome,
             "duration": report.duration,
@@ -173,7 +197,30 @@ class RunnerPlugin:
         self.stream.emit("report", **fields)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
-        self.stream.emit("finish", nodeid=nodeid)
+        self.stream.emit("finish", nodeid=self._id(nodeid))
+
+    def pytest_internalerror(self, excrepr: object) -> None:
+        if not self.worker:  # xdist hands a worker's internal error to the controller
+            self.stream.emit("internal_error", message=_clip(str(excrepr)))
+
+    def pytest_sessionfinish(self, exitstatus: int) -> None:
+        if not self.worker:  # a worker's end is not the session's
+            self.stream.emit("session_finish", exitstatus=int(exitstatus))
+
+
+class ControllerPlugin:
+    """The xdist controller's events: workers report tests; this reports the workers."""
+
+    def __init__(self, stream: EventStream) -> None:
+        self.stream = stream
+
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
+        worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "?")
+        self.stream.emit("worker_crashed", nodeid=crashitem, worker=str(worker))
+
+    def pytest_testnodedown(self, node: Any, error: object | None) -> None:
+        if error is not None:
+            self.stream.emit("worker_down", worker=str(node.gateway.id), error=str(error))
 
     def pytest_internalerror(self, excrepr: object) -> None:
         self.stream.emit("internal_error", message=_clip(str(excrepr)))
@@ -182,10 +229,18 @@ class RunnerPlugin:
         self.stream.emit("session_finish", exitstatus=int(exitstatus))
 
 
+def _is_controller(config: pytest.Config) -> bool:
+    distributed = getattr(config.option, "dist", "no") != "no"
+    return distributed and not hasattr(config, "workerinput")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     events, spec_path = os.environ.get(EVENTS_ENV), os.environ.get(SELECTION_ENV)
     if not events or not spec_path:
         return
+    if _is_controller(config):
+        config.pluginmanager.register(ControllerPlugin(EventStream(events)), "utr-controller")
+        return
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
-    plugin = RunnerPlugin(config, EventStream(events), spec)
-    config.pluginmanager.register(plugin, "unified-test-runner")
+    stream = EventStream(events, os.environ.get(WORKER_ENV))
+    config.pluginmanager.register(RunnerPlugin(config, stream, spec), "unified-test-runner")

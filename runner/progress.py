@@ -87,7 +87,7 @@ class Progress:
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
-        if kind == "collected" and event.get("attempt", 1) == 1:
+        if kind == "collected" and event.get("attempt", 1) == 1 and not self.entries:
             self.tally.collected(event["tests"])
             self.entries.update({t["nodeid"]: t["entry"] for t in event["tests"]})
             self.console.print(f"collected {self.tally.total} tests", highlight=False)

@@ -11,11 +11,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from runner.envprofile import environments
 from runner.errors import RegistryError
 from runner.model import IMPLEMENTED, PENDING, Entry, Gate, Level, Registry, Tier
 from runner.yamlsource import LineDict, load_yaml
 
-TOP_KEYS = {"version", "default_level", "levels", "tiers", "gates", "tests", "suite_roots"}
+TOP_KEYS = {
+    *("version", "default_level", "levels", "tiers", "gates", "tests", "suite_roots"),
+    "environments",
+}
 LEVEL_KEYS = {"description", "timeout", "includes"}
 TIER_KEYS = {"name", "retries", "description"}
 GATE_KEYS = {
@@ -25,7 +29,10 @@ GATE_KEYS = {
     "min_protected_mrr",
     "description",
 }
-ENTRY_KEYS = {"id", "name", "tier", "mrr", "level", "path", "status", "owner", "description"}
+ENTRY_KEYS = {
+    *("id", "name", "tier", "mrr", "level", "path", "status", "owner", "description"),
+    *("group", "covers"),
+}
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
 
@@ -78,6 +85,7 @@ def load_registry(path: Path, root: Path | None = None) -> Registry:
         gates=_gates(doc.get("gates") or LineDict(), src, doc.line, tiers),
         tests=tests,
         suite_roots=_suite_roots(doc, tests, src),
+        environments=environments(doc.get("environments") or LineDict(), src, doc.line),
     )
 
 
@@ -270,8 +278,18 @@ def _entry(m: LineDict, src: _Source) -> Entry:
         path=path,
         status=status,
         owner=_text(m, "owner", src, what, "unowned"),
+        group=_text(m, "group", src, what, "-") if "group" in m else "",
+        covers=_globs(m, src, what),
         line=m.line,
     )
+
+
+def _globs(m: LineDict, src: _Source, what: str) -> tuple[str, ...]:
+    value = m.get("covers", [])
+    ok = isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
+    if not ok or any(os.path.isabs(v) for v in value):
+        raise src.fail(m.line, f"{what}: 'covers' must be a list of relative path globs")
+    return tuple(value)
 
 
 def _check_refs(m: LineDict, src: _Source, what: str) -> None:

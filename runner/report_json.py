@@ -96,6 +96,7 @@ def _test(test: TestResult) -> dict[str, Any]:
         "message": test.message,
         "longrepr": test.longrepr,
         "output": test.output,
+        **({"worker": test.worker} if test.worker else {}),
         "attempts": [
             {"number": a.number, "status": a.status, "duration_s": a.duration, "message": a.message}
             for a in test.attempts

@@ -46,6 +46,7 @@ class TestResult:
     longrepr: str = ""
     output: str = ""
     attempts: tuple[Attempt, ...] = ()
+    worker: str = ""  # the pytest-xdist worker that ran it, under --workers
 
 
 @dataclass(frozen=True, kw_only=True)

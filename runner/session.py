@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from runner import durations, history
+from runner.envprofile import resolve
 from runner.errors import EmptySelectionError, ExitCode, UsageError
 from runner.gates import evaluate_gate, exit_code
 from runner.model import Registry
-from runner.narrow import Narrowed, narrow
+from runner.narrow import Narrowed, narrow_for
 from runner.orchestrate import RunOptions, RunResult, run_selection, run_staged
 from runner.report_html import render_html
 from runner.report_json import Outcome, to_dict
@@ -23,8 +24,8 @@ from runner.report_junit import render_junit
 from runner.report_md import render_markdown
 from runner.results import Status
 from runner.select import Selection
-from runner.shard import parse_shard
 from runner.summary import summarize
+from runner.workers import parse_workers
 
 FAIL_FAST_NOTE = "not run: --fail-fast stopped the run at the first failure"
 
@@ -59,10 +60,8 @@ def prepare(registry: Registry, selection: Selection, opts: dict[str, Any]) -> N
     """Shard and budget the selection; refuse to start pytest for nothing."""
     store = durations.load(registry.root / opts.get("durations_file", durations.DEFAULT_FILE))
     expected = durations.estimate(selection.runnable, store)
-    plan = narrow(
-        selection, expected, shard_spec=parse_shard(opts.get("shard")), seconds=opts.get("budget")
-    )
-    if not plan.selection.runnable and not plan.left_out:
+    plan = narrow_for(registry, selection, expected, opts)
+    if not plan.selection.runnable and not plan.left_out and "changed" not in plan.meta:
         raise EmptySelectionError(
             f"{len(selection.pending)} tests match, but all are pending: nothing to run"
         )
@@ -73,7 +72,13 @@ def _run(
     registry: Registry, selection: Selection, opts: dict[str, Any], progress: LazyProgress
 ) -> RunResult:
     extra = tuple(opts["pytest_args"]) + (("-x",) if opts.get("fail_fast") else ())
-    options = RunOptions(extra_args=extra, timeout=opts["timeout"], strict=bool(opts["strict"]))
+    options = RunOptions(
+        extra_args=extra,
+        timeout=opts["timeout"],
+        strict=bool(opts["strict"]),
+        workers=parse_workers(opts.get("workers")),
+        env=tuple(resolve(registry, opts["env"]).items()) if opts.get("env") else (),
+    )
     _announce(selection)
     if not selection.runnable:
         return RunResult(level=selection.level, started_at="", duration=0.0, entries=())

@@ -67,7 +67,14 @@ class Project:
     def child_env(self) -> dict[str, str]:
         env = {**os.environ, "NO_COLOR": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
         env.pop("UTR_REGISTRY", None)
+        self.scratch.mkdir(exist_ok=True)
+        env["TMPDIR"] = str(self.scratch)
         return {**env, **self.env}
+
+    @property
+    def scratch(self) -> Path:
+        """The runner's temporary directory: kept logs are removed along with tmp_path."""
+        return self.root.with_name(self.root.name + "-tmp")
 
     def report(self, name: str = "run.json") -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.root / name).read_text(encoding="utf-8"))

@@ -1,0 +1,44 @@
+"""`--workers N|auto`: spread one pytest run over N processes with pytest-xdist.
+
+The runner does not schedule tests itself; xdist does. Entries that share a `group`
+run in one worker (`--dist loadgroup`); every other test goes wherever a worker is free.
+Session fixtures are per worker process, so each worker starts its own platform stack.
+
+A worker that dies ends the run (`--max-worker-restart 0`): with a replacement worker,
+pytest-xdist 3.8 hangs under `--dist loadgroup` and re-runs the crashing test on every
+new worker under `--dist loadscope`. The runner reports the test the worker held as an
+error, every test that never ran as not_run, and exits 5.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+from runner.errors import UsageError
+from runner.model import Entry
+
+AUTO = "auto"
+
+
+def parse_workers(value: str | None) -> str | None:
+    """None (one process) or what to hand to `pytest -n`: a count above 1, or 'auto'."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text != AUTO and not (text.isdigit() and int(text) >= 1):
+        raise UsageError(f"--workers must be a whole number >= 1 or 'auto', not {value!r}")
+    if text == "1":
+        return None
+    if importlib.util.find_spec("xdist") is None:
+        raise UsageError("--workers needs pytest-xdist: pip install pytest-xdist")
+    return text
+
+
+def xdist_args(workers: str | None, entries: tuple[Entry, ...]) -> tuple[str, ...]:
+    """The pytest arguments for `workers` (nothing when running in one process)."""
+    if workers is None:
+        return ()
+    load = ("-p", "xdist.plugin") if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else ()
+    dist = "loadgroup" if any(e.group for e in entries) else "load"
+    return (*load, "-n", workers, "--dist", dist, "--max-worker-restart", "0")

@@ -1,0 +1,113 @@
+"""`--changed REF`: only the entries whose `covers` match what git says changed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.conftest import Project, entry
+
+pytestmark = pytest.mark.slow
+
+
+def _git(project: Project, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
+        cwd=project.root,
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture
+def repo(project: Project) -> Project:
+    project.write("src/billing/invoice.py", "TOTAL = 1\n")
+    project.write("src/auth/login.py", "OK = True\n")
+    project.write("docs/guide.md", "guide\n")
+    for name in ("billing", "auth", "smoke"):
+        project.write(f"tests/test_{name}.py", f"def test_{name}():\n    pass\n")
+    project.registry(
+        [
+            entry("billing", "tests/test_billing.py", mrr=5000, covers=["src/billing/**"]),
+            entry("auth", "tests/test_auth.py", mrr=3000, covers=["src/auth/*.py"]),
+            entry("smoke", "tests/test_smoke.py", mrr=100),  # no covers: always selected
+        ]
+    )
+    _git(project, "init", "-q", "-b", "main")
+    _git(project, "add", ".")
+    _git(project, "commit", "-q", "-m", "base")
+    _git(project, "checkout", "-q", "-b", "feature")
+    return project
+
+
+def _plan(project: Project, ref: str = "main") -> dict[str, Any]:
+    proc = project.run("plan", "--changed", ref, "--json")
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def test_a_committed_change_selects_what_covers_it(repo: Project) -> None:
+    repo.write("src/billing/invoice.py", "TOTAL = 2\n")
+    _git(repo, "commit", "-q", "-am", "billing change")
+    plan = _plan(repo)
+    assert [t["id"] for t in plan["tests"]] == ["billing", "smoke"]
+    changed = plan["changed"]
+    assert changed == {
+        "ref": "main",
+        "files": ["src/billing/invoice.py"],
+        "touched": ["billing"],
+        "touched_mrr": 5000,
+        "always": ["smoke"],
+        "left_out": ["auth"],
+    }
+    proc = repo.run("--changed", "main", "--json", "run.json", "--no-history")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "this change touches $5,000 MRR across 1 tests" in proc.stdout
+    assert {t["id"] for t in repo.report()["tests"]} == {"billing", "smoke"}
+
+
+def test_uncommitted_and_untracked_work_counts_and_docs_touch_nothing(repo: Project) -> None:
+    repo.write("docs/guide.md", "more\n")
+    assert [t["id"] for t in _plan(repo)["tests"]] == ["smoke"]
+    repo.write("src/auth/new_flow.py", "x = 1\n")  # untracked
+    assert [t["id"] for t in _plan(repo)["tests"]] == ["auth", "smoke"]
+
+
+def test_a_change_to_the_test_file_itself_selects_it(repo: Project) -> None:
+    repo.write("tests/test_auth.py", "def test_auth():\n    assert True is not False\n")
+    assert [t["id"] for t in _plan(repo)["tests"]] == ["auth", "smoke"]
+
+
+def test_a_change_that_touches_nothing_runs_only_what_has_no_covers(repo: Project) -> None:
+    repo.registry([entry("billing", "tests/test_billing.py", mrr=5000, covers=["src/billing/**"])])
+    _git(repo, "commit", "-q", "-am", "registry")
+    proc = repo.run("--changed", "main", "--json", "run.json", "--no-history")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "touches $0 MRR across 0 tests" in proc.stdout
+    assert repo.report()["tests"] == []
+
+
+def test_bad_refs_are_usage_errors(repo: Project) -> None:
+    for bad in ("no-such-branch", "--output=/tmp/x", ""):
+        proc = repo.run("plan", "--changed", bad)
+        assert proc.returncode == 2 and proc.stderr.startswith("error: --changed"), bad
+        assert "Traceback" not in proc.stderr
+
+
+def test_outside_a_git_repository_is_a_usage_error(project: Project) -> None:
+    project.write("tests/test_a.py", "def test_a():\n    pass\n")
+    project.registry([entry("a", "tests/test_a.py", covers=["src/**"])])
+    proc = project.run("--changed", "main")
+    assert proc.returncode == 2 and "not a git repository" in proc.stderr.lower(), proc.stderr
+
+
+def test_covers_must_be_a_list_of_relative_globs(project: Project) -> None:
+    project.write("tests/test_a.py", "def test_a():\n    pass\n")
+    for bad in ("src/**", ["/abs/**"], [3]):
+        project.registry([entry("a", "tests/test_a.py", covers=bad)])
+        proc = project.run("plan")
+        assert proc.returncode == 2 and "'covers'" in proc.stderr, bad

@@ -1,0 +1,94 @@
+"""`--workers`: pytest-xdist spreads the tests; results still come from every worker's
+events, and a worker that dies is reported with what it held and what never ran."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import Project, entry
+
+pytestmark = pytest.mark.slow
+
+SLOW_TESTS = """
+import os
+import time
+
+import pytest
+
+@pytest.mark.parametrize("i", range({count}))
+def test_slow(i):
+    time.sleep(0.3)
+"""
+
+
+def _tests(project: Project) -> dict[str, dict[str, str]]:
+    report = project.report()
+    return {t["nodeid"]: t for e in report["tests"] for t in e["tests"]}
+
+
+def _workers(project: Project) -> dict[str, str]:
+    return {n: t["worker"] for n, t in _tests(project).items() if "worker" in t}
+
+
+def test_workers_run_every_test_and_report_all_of_them(project: Project) -> None:
+    project.write("tests/test_a.py", SLOW_TESTS.format(count=6))
+    project.write(
+        "tests/test_b.py",
+        "import os\n\ndef test_b():\n    assert os.environ['PYTEST_XDIST_WORKER']\n",
+    )
+    project.registry([entry("a", "tests/test_a.py"), entry("b", "tests/test_b.py", tier=2)])
+    proc = project.run("--workers", "2", "--json", "run.json", "--no-history")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "collected 7 tests" in proc.stdout
+    statuses = {n: t["status"] for n, t in _tests(project).items()}
+    assert len(statuses) == 7 and set(statuses.values()) == {"passed"}
+
+
+def test_a_worker_that_dies_is_reported_and_the_run_exits_5(project: Project) -> None:
+    project.write("tests/test_crash.py", "import os\n\ndef test_crash():\n    os._exit(0)\n")
+    project.write("tests/test_slow.py", SLOW_TESTS.format(count=12))
+    project.registry(
+        [
+            entry("crash", "tests/test_crash.py", mrr=700),
+            entry("slow", "tests/test_slow.py", mrr=300),
+        ]
+    )
+    proc = project.run("--workers", "2", "--json", "run.json", "--no-history")
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    tests = _tests(project)
+    crashed = tests["tests/test_crash.py::test_crash"]
+    assert crashed["status"] == "error" and "died while running this test" in crashed["message"]
+    assert len(tests) == 13  # every selected test has a status, run or not
+    never = [t for t in tests.values() if t["status"] == "not_run"]
+    assert never and all("worker died" in t["message"] for t in never)
+    assert "worker" in project.report()["run"]["broken"][0]
+    assert project.report()["total"]["protected_mrr"] < 1000
+
+
+def test_a_group_runs_in_one_worker(project: Project) -> None:
+    for name in ("one", "two", "three"):
+        project.write(f"tests/test_{name}.py", SLOW_TESTS.format(count=3))
+    project.write("tests/test_fail.py", "def test_fail():\n    assert False\n")
+    project.registry(
+        [
+            entry("one", "tests/test_one.py", group="db"),
+            entry("two", "tests/test_two.py", group="db"),
+            entry("three", "tests/test_three.py"),
+            entry("fail", "tests/test_fail.py", mrr=10),
+        ]
+    )
+    proc = project.run("--workers", "2", "--json", "run.json", "--no-history")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    workers = _workers(project)
+    grouped = {w for n, w in workers.items() if "test_one" in n or "test_two" in n}
+    assert len(grouped) == 1 and len(workers) == 10
+    assert all("@" not in n for n in _tests(project))
+
+
+def test_bad_worker_counts_are_usage_errors(project: Project) -> None:
+    project.write("tests/test_a.py", "def test_a():\n    pass\n")
+    project.registry([entry("a", "tests/test_a.py")])
+    for bad in ("0", "-2", "many"):
+        proc = project.run("--workers", bad)
+        assert proc.returncode == 2 and "--workers" in proc.stderr, bad
+    assert project.run("--workers", "1", "--no-history").returncode == 0
