@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench import platform_figures as plat
 from bench import runner_figures as rf
+from bench import scale_figures as sc
 from bench.measure import Figure
 
 
@@ -23,6 +24,7 @@ def figures(quick: bool, integration: bool) -> list[Figure]:
         rf.registry_scale(reps, 200 if quick else 10_000),
         rf.shard_balance(100 if quick else 1000),
         rf.parent_memory(*((5, 5) if quick else (100, 100))),
+        sc.workers_speedup(reps, *((2, 100_000) if quick else (8, 2_000_000))),
         plat.cold_start(1 if quick else 5),
         *plat.platform(2 if quick else 20, 5 if quick else 100),
     ]

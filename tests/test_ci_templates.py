@@ -30,6 +30,8 @@ def test_github_actions_workflow() -> None:
     assert jobs["release-gate"]["needs"] == "release-shard"
     assert "merge reports/shard-*.json --gate release" in _commands(jobs["release-gate"])
     assert "--gate pr" in _commands(jobs["pr-gate"])
+    assert "--changed origin/${{ github.base_ref }}" in _commands(jobs["pr-gate"])
+    assert jobs["pr-gate"]["steps"][0]["with"]["fetch-depth"] == 0
     for job in jobs.values():
         assert job["runs-on"] and all("uses" in s or "run" in s for s in job["steps"])
 
@@ -40,6 +42,9 @@ def test_gitlab_ci_file() -> None:
     shard = pipeline["release-shard"]
     assert shard["parallel"] == 3 and shard["stage"] == "release"
     assert '--shard "$CI_NODE_INDEX/$CI_NODE_TOTAL"' in _commands(shard)
+    assert '--changed "origin/$CI_MERGE_REQUEST_TARGET_BRANCH_NAME"' in _commands(
+        pipeline["pr-gate"]
+    )
     gate = pipeline["release-gate"]
     assert gate["needs"] == ["release-shard"] and "--gate release" in _commands(gate)
     for name in ("pr-gate", "release-shard", "release-gate"):
