@@ -14,7 +14,8 @@ from typing import Any
 from runner.envprofile import environments
 from runner.errors import RegistryError
 from runner.model import IMPLEMENTED, PENDING, Entry, Gate, Level, Registry, Tier
-from runner.yamlsource import LineDict, load_yaml
+from runner.yamlfast import LineDict
+from runner.yamlsource import load_yaml
 
 TOP_KEYS = {
     *("version", "default_level", "levels", "tiers", "gates", "tests", "suite_roots"),
@@ -316,5 +317,6 @@ def _entry_path(m: LineDict, src: _Source, what: str, must_exist: bool) -> str:
 def _suite_roots(doc: LineDict, tests: tuple[Entry, ...], src: _Source) -> tuple[str, ...]:
     if "suite_roots" in doc:
         return _names(doc["suite_roots"], src, doc.line, "'suite_roots'")
-    tops = {Path(e.file_part).parts[0] for e in tests if len(Path(e.file_part).parts) > 1}
+    files = {e.file_part for e in tests}  # thousands of entries share a few files
+    tops = {Path(f).parts[0] for f in files if len(Path(f).parts) > 1}
     return tuple(sorted(tops))

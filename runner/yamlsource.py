@@ -1,28 +1,25 @@
 """Read a YAML file with PyYAML's safe loader, keeping the line of every mapping.
 
 Registry errors must name a line, so mappings are built as `LineDict`s that remember
-where they start. The C-accelerated loader is used when libyaml is present: a
-10,000-entry registry loads in a fraction of a second.
+where they start. With libyaml, plain documents are built straight from parse events
+(runner.yamlfast); documents with anchors, tags or merge keys take the full loader.
 """
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from runner import yamlfast
 from runner.errors import RegistryError
+from runner.yamlfast import LineDict
 
 MAX_BYTES = 16 * 1024 * 1024
 
 _HAVE_LIBYAML = hasattr(yaml, "CSafeLoader")
-
-
-class LineDict(dict[Any, Any]):
-    """A mapping that knows the 1-based line it starts on."""
-
-    line: int = 0
 
 
 if _HAVE_LIBYAML:
@@ -94,11 +91,26 @@ def read_text(path: Path) -> str:
         raise RegistryError(f"cannot read: {exc.strerror}", file=str(path)) from None
 
 
+def _parse(text: str) -> Any:
+    """Plain documents through the event fast path; anything else through the loader."""
+    if _HAVE_LIBYAML:
+        collecting = gc.isenabled()
+        gc.disable()  # tens of thousands of acyclic objects: no cycle to look for
+        try:
+            return yamlfast.build(text)
+        except yamlfast.Unsupported:
+            pass
+        finally:
+            if collecting:
+                gc.enable()
+    return yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
+
+
 def load_yaml(path: Path) -> Any:
     """Parse `path` safely; every failure is a RegistryError naming file and line."""
     text = read_text(path)
     try:
-        return yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
+        return _parse(text)
     except RegistryError as exc:
         raise RegistryError(exc.reason, file=str(path), line=exc.line) from None
     except yaml.MarkedYAMLError as exc:

@@ -148,3 +148,71 @@ def test_plain_words_resolve_like_yaml_1_1(tmp_path: Path, word: str) -> None:
     path = tmp_path / "w.yaml"
     path.write_text(f"k: {word}\n", encoding="utf-8")
     assert load_yaml(path) == yaml.safe_load(f"k: {word}\n")
+
+
+TOKENS = st.one_of(
+    st.sampled_from(
+        [
+            "010",
+            "0x1F",
+            "0o17",
+            "0b101",
+            "1_000",
+            "+12",
+            "-0",
+            "0",
+            "007",
+            "1e3",
+            "6.5",
+            "-.5",
+            ".inf",
+            "-.INF",
+            ".NaN",
+            "~",
+            "",
+            "2026-11-25",
+            "2026-11-25 10:00:00",
+            "'12'",
+            '"yes"',
+            "!!str 12",
+            "! 12",
+            "!!int '7'",
+            "&a 5",
+            "*a",
+            "<<",
+            "=",
+            "1:20",
+            "190:20:30",
+            "Yes",
+            "OFF",
+            "y",
+            "|\n  block\n",
+            ">-\n  folded\n",
+            "[1, two]",
+            "{a: 1}",
+            "? complex",
+            "- nested",
+        ]
+    ),
+    st.text(alphabet="abz019_.:-+ ~'\"!&*#", max_size=6),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(TOKENS, min_size=1, max_size=6))
+def test_the_fast_path_reads_every_scalar_as_safe_load_does(tokens: list[str]) -> None:
+    """Hand-written YAML, not safe_dump's: octal, hex, sexagesimal, tags, anchors,
+    merge keys, block scalars. The fast path answers or hands over; never differs."""
+    text = "".join(f"k{i}: {token}\n" for i, token in enumerate(tokens))
+    try:  # libyaml's safe loader: pure-Python PyYAML reads a bare `!` tag differently
+        expected = yaml.load(text, Loader=yaml.CSafeLoader)
+    except (yaml.YAMLError, ValueError, OverflowError):
+        expected = RegistryError
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "x.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            ours = load_yaml(path)
+        except RegistryError:
+            ours = RegistryError
+    assert repr(ours) == repr(expected), text
