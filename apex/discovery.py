@@ -24,9 +24,15 @@ INTERVAL = 0.5
 
 class Discovery:
     def __init__(
-        self, client: aioredis.Redis, service: str, url: str, ready: Callable[[], Awaitable[bool]]
+        self,
+        client: aioredis.Redis,
+        service: str,
+        url: str,
+        ready: Callable[[], Awaitable[bool]],
+        ttl: float = TTL,
     ) -> None:
         self.redis, self.service, self.url, self.ready = client, service, url, ready
+        self.ttl, self.interval = ttl, min(INTERVAL, ttl / 4)  # several beats per TTL
         self.instance = f"{service}-{os.getpid()}-{secrets.token_hex(3)}"
         self.started_at = time.time()
         self.forced_unhealthy = False  # fault injection: alive but failing its checks
@@ -46,13 +52,13 @@ class Discovery:
             "started_at": self.started_at,
             "heartbeat_at": time.time(),
         }
-        await self.redis.set(self.key, json.dumps(record), px=int(TTL * 1000))
+        await self.redis.set(self.key, json.dumps(record), px=int(self.ttl * 1000))
 
     async def run(self) -> None:
         while True:
             with contextlib.suppress(Exception):  # Redis away: the record simply expires
                 await self.beat()
-            await asyncio.sleep(INTERVAL)
+            await asyncio.sleep(self.interval)
 
     async def leave(self) -> None:
         with contextlib.suppress(Exception):

@@ -32,7 +32,9 @@ class Node:
     ) -> None:
         self.service, self.settings, self.checks = service, settings, checks
         self.metrics = Metrics(service)
-        self.discovery = Discovery(client, service, settings.self_url, self.ready)
+        self.discovery = Discovery(
+            client, service, settings.self_url, self.ready, settings.discovery_ttl
+        )
         self.chain = ChainCache(client, service, self.discovery.instance)
         self.redis = client
         self.config: ConfigView | None = None  # loaded after start-up: pydantic is slow to import

@@ -59,6 +59,7 @@ class Settings:
     http_rate: int = 100
     http_window: float = 1.0
     login_failures: int = 5
+    discovery_ttl: float = 3.0
     login_window: float = 300.0
     self_url: str = ""
     config_file: str = ""
@@ -98,6 +99,7 @@ _ENV: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "http_rate": ("APEX_HTTP_RATE", _int),
     "http_window": ("APEX_HTTP_WINDOW", _float),
     "login_failures": ("APEX_LOGIN_FAILURES", _int),
+    "discovery_ttl": ("APEX_DISCOVERY_TTL", _float),
     "login_window": ("APEX_LOGIN_WINDOW", _float),
     "self_url": ("APEX_SELF_URL", _text),
     "config_file": ("APEX_CONFIG_FILE", _text),

@@ -40,11 +40,11 @@ def handlers(queue: Queue) -> dict[str, Handler]:
     return {"record": record, "slow": slow, "flaky": flaky, "poison": poison}
 
 
-async def serve(url: str, name: str, consumer: str) -> None:
+async def serve(url: str, name: str, consumer: str, lease_ms: int = 2000) -> None:
     client = aioredis.Redis.from_url(url, decode_responses=True)
     queue = Queue(client, name)
     await queue.setup()
-    worker = Worker(queue, consumer, handlers(queue))
+    worker = Worker(queue, consumer, handlers(queue), lease_ms=lease_ms)
     await worker.refresh_leases()
     print(f"worker {consumer} ready, partitions {sorted(worker.owned)}", flush=True)
     task = asyncio.create_task(worker.run())
@@ -64,11 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue", required=True)
     parser.add_argument("--consumer", required=True)
     parser.add_argument("--redis", default=None, help="Redis URL (default: $REDIS_URL)")
+    parser.add_argument(
+        "--lease-ms",
+        type=int,
+        default=2000,
+        help="partition lease; a dead worker's partitions wait this long for an heir",
+    )
     args = parser.parse_args(argv)
     import os  # noqa: PLC0415
 
     url = args.redis or os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    asyncio.run(serve(url, args.queue, args.consumer))
+    asyncio.run(serve(url, args.queue, args.consumer, args.lease_ms))
     return 0
 
 

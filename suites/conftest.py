@@ -22,6 +22,7 @@ SUITE_ENV = {
     "APEX_BREAKER_THRESHOLD": "2",
     "APEX_BREAKER_COOLDOWN": "1.0",
     "APEX_HTTP_RATE": "60",
+    "APEX_DISCOVERY_TTL": "1.5",  # a silent instance drops out of discovery after this
     "APEX_CFG_MAINTENANCE_BANNER": "suite run",  # the environment layer of the config
 }
 

@@ -47,9 +47,18 @@ class ServiceProcess:
         return self.proc.poll() if self.proc else None
 
     def stop(self) -> None:
+        self.terminate()
+        self.reap()
+
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM to its group); `reap` waits. Split so a stack can ask
+        every service at once and wait for them together."""
+        if self.proc is not None:
+            _signal(self.proc.pid, signal.SIGTERM)
+
+    def reap(self) -> None:
         if self.proc is None:
             return
-        _signal(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=STOP_GRACE)
         except subprocess.TimeoutExpired:

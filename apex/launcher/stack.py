@@ -33,6 +33,7 @@ class StackConfig:
     ports: dict[str, int] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     ready_timeout: float = 20.0
+    redis_wait: float = 3.0  # how long a given REDIS_URL may take to answer
     max_restarts: int = 3
     monitor_interval: float = 0.1
 
@@ -85,7 +86,7 @@ class Stack:
 
     def _start_redis(self) -> None:
         if self.redis_url:
-            wait_for_redis(self.redis_url, 3.0)
+            wait_for_redis(self.redis_url, self.config.redis_wait)
             return
         binary = find_redis_server(os.environ.get("APEX_REDIS_SERVER"))
         self.redis = RedisServer(binary, self.workdir)
@@ -192,10 +193,12 @@ class Stack:
         self._stop.set()
         if self._monitor is not None:
             self._monitor.join(timeout=5)
-        for name in reversed(ORDER):
-            if name in self.services:
-                self.services[name].stop()
-                self.services[name].sock.close()
+        running = [self.services[n] for n in reversed(ORDER) if n in self.services]
+        for svc in running:  # all at once: each takes a few hundred ms to wind down
+            svc.terminate()
+        for svc in running:
+            svc.reap()
+            svc.sock.close()
         if self.redis is not None:
             self.redis.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)

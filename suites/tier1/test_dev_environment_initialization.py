@@ -112,7 +112,7 @@ def test_port_clash_is_a_clear_error() -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        (StackConfig(redis_url="redis://127.0.0.1:9/0"), "redis: no answer at"),
+        (StackConfig(redis_url="redis://127.0.0.1:9/0", redis_wait=0.5), "redis: no answer at"),
         (None, "APEX_REDIS_SERVER=/nonexistent/redis-server does not exist"),
     ],
 )

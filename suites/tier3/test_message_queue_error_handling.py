@@ -36,6 +36,9 @@ async def queue(endpoints: Endpoints) -> AsyncIterator[Queue]:
     await client.aclose()
 
 
+LEASE_MS = 1000  # a dead worker's partitions pass to an heir after this (default 2 s)
+
+
 def _start_worker(endpoints: Endpoints, queue: Queue, name: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [
@@ -48,6 +51,8 @@ def _start_worker(endpoints: Endpoints, queue: Queue, name: str) -> subprocess.P
             name,
             "--redis",
             endpoints.redis,
+            "--lease-ms",
+            str(LEASE_MS),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -131,7 +136,8 @@ async def test_a_dead_workers_pending_message_is_claimed(
 ) -> None:
     first = _start_worker(endpoints, queue, "doomed")
     workers.append(first)
-    await queue.publish("slow", {"value": "survived", "seconds": 3}, key="d")
+    # the job outlasts the moment the worker is killed, and stays within the lease
+    await queue.publish("slow", {"value": "survived", "seconds": 0.8}, key="d")
 
     async def picked_up() -> bool:
         pending = await queue.redis.xpending(

@@ -80,4 +80,4 @@ def test_port_clash_names_the_service() -> None:
 
 def test_missing_redis_is_a_clear_error() -> None:
     with pytest.raises(LaunchError, match=r"redis: no answer at redis://127\.0\.0\.1:1/0"):
-        Stack(StackConfig(redis_url="redis://127.0.0.1:1/0")).start()
+        Stack(StackConfig(redis_url="redis://127.0.0.1:1/0", redis_wait=0.5)).start()
