@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import runner
+from runner import prewarm
 from runner.errors import RunBrokenError
 
 POLL_SECONDS = 0.02
@@ -68,12 +68,9 @@ def pytest_argv(spec: ChildSpec) -> list[str]:
 
 def child_env(spec: ChildSpec) -> dict[str, str]:
     """The parent's environment plus where to find the plugin and write events."""
-    env = {**os.environ, **dict(spec.env)}
-    package_parent = str(Path(runner.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    env = {**prewarm.base_env(), **dict(spec.env)}
     env["UTR_EVENTS"] = str(spec.events_file)
     env["UTR_SELECTION"] = str(spec.spec_file)
-    env.setdefault("PYTHONUNBUFFERED", "1")
     return env
 
 
@@ -95,11 +92,15 @@ def run_child(spec: ChildSpec, on_event: EventHandler) -> ChildExit:
 
 
 def _spawn(spec: ChildSpec, log: Any) -> subprocess.Popen[bytes]:
+    argv, env = pytest_argv(spec), child_env(spec)
+    ready = prewarm.take(spec.root, env)  # a child already past pytest's imports
+    if ready is not None and prewarm.launch(ready, argv[3:], env, spec.log_file):
+        return ready
     try:
         return subprocess.Popen(
-            pytest_argv(spec),
+            argv,
             cwd=spec.root,
-            env=child_env(spec),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -122,7 +123,8 @@ def _supervise(
             if time.monotonic() >= deadline:
                 stop_group(proc, spec.grace)
                 return True, False
-            time.sleep(POLL_SECONDS)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(POLL_SECONDS)  # returns as soon as the child ends
     _kill_leftovers(proc.pid)
     return False, stop.requested
 

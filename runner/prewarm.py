@@ -1,0 +1,133 @@
+"""A pytest child started before the parent knows what it will run.
+
+A run pays twice for Python start-up: the parent's (click, the registry, the selection)
+and then pytest's own interpreter and imports, one after the other. The entry point
+therefore starts `python -m runner.prewarm` first, on the other core: it imports pytest
+and its built-in plugins while the parent works out the run, then reads one JSON line
+(pytest's arguments, the environment, the log file) and becomes that pytest run.
+
+Nothing else changes: the child is its own process group, the parent supervises it
+exactly as a freshly spawned one. When it cannot serve the run (another working
+directory, an interpreter-level variable such as PYTHONPATH that differs, the child
+already gone), the parent discards it and spawns pytest the usual way. A parent that
+never sends (a usage error, `--list`) closes the pipe and the child exits at once.
+Set UTR_NO_PREWARM=1 to turn it off.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+NO_PYTEST = frozenset({"plan", "report", "merge", "history", "--list", "-h", "--help", "--version"})
+_pending: list[tuple[subprocess.Popen[bytes], dict[str, str]]] = []
+
+
+def base_env() -> dict[str, str]:
+    """What every pytest child's environment starts from: the parent's, plus the path
+    to this package (for `-p runner.plugin`) and unbuffered output."""
+    env = dict(os.environ)
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def start(argv: list[str], env: dict[str, str]) -> None:
+    """Start the child unless the command line clearly runs no pytest."""
+    if os.environ.get("UTR_NO_PREWARM") or NO_PYTEST.intersection(argv):
+        return
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner.prewarm"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        return
+    _pending.append((proc, env))
+    atexit.register(discard)
+
+
+def take(root: Path, env: dict[str, str]) -> subprocess.Popen[bytes] | None:
+    """The waiting child, if it can run pytest in `root` with `env`; at most once."""
+    if not _pending:
+        return None
+    proc, started_with = _pending.pop()
+    interpreter = {k for k in {*env, *started_with} if k.startswith("PYTHON")}
+    usable = proc.poll() is None and Path.cwd().resolve() == root.resolve()
+    if not usable or any(env.get(k) != started_with.get(k) for k in interpreter):
+        _drop(proc)
+        return None
+    return proc
+
+
+def launch(proc: subprocess.Popen[bytes], args: list[str], env: dict[str, str], log: Path) -> bool:
+    """Hand the run to the child; False if it is gone (the caller spawns pytest itself)."""
+    message = json.dumps({"args": args, "env": env, "log": str(log)}) + "\n"
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(message.encode("utf-8"))
+        proc.stdin.close()
+    except (OSError, ValueError):
+        _drop(proc)
+        return False
+    return True
+
+
+def discard() -> None:
+    while _pending:
+        _drop(_pending.pop()[0])
+
+
+def _drop(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if proc.stdin is not None:
+            proc.stdin.close()  # end of input: the child leaves without running anything
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=1.0)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _become_pytest() -> int:
+    """The child: import pytest, wait for the run, redirect output, run it."""
+    import pytest  # noqa: PLC0415 - this import is the point of the whole module
+    from _pytest.config import default_plugins  # noqa: PLC0415
+
+    for name in default_plugins:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"_pytest.{name}")
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return 0
+    message = json.loads(line)
+    _redirect(message["log"])
+    os.environ.clear()
+    os.environ.update(message["env"])
+    sys.argv = ["pytest", *message["args"]]
+    return int(pytest.console_main())
+
+
+def _redirect(log: str) -> None:
+    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    os.close(out)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+
+
+if __name__ == "__main__":
+    sys.exit(_become_pytest())
