@@ -20,11 +20,10 @@ pytestmark = pytest.mark.slow
 ENTRIES = ("websocket-auth-handshake", "auth-service-integration")
 
 
-def test_staging_profile_runs_the_suites_against_a_deployed_platform(
-    stack: Stack, tmp_path: Path
-) -> None:
+def _staging_env(stack: Stack, tmp_path: Path) -> dict[str, str]:
+    """What a CI job for a deployment would export: URLs and the service token."""
     ep = stack.endpoints()
-    env = {
+    return {
         **os.environ,
         "APEX_STAGING_AUTH_URL": ep.auth,
         "APEX_STAGING_BACKEND_URL": ep.backend,
@@ -33,21 +32,18 @@ def test_staging_profile_runs_the_suites_against_a_deployed_platform(
         "APEX_SERVICE_TOKEN": stack.env["APEX_SERVICE_TOKEN"],
         "TMPDIR": str(tmp_path),
     }
-    ids = [arg for e in ENTRIES for arg in ("--id", e)]
+
+
+def test_staging_profile_runs_the_suites_against_a_deployed_platform(
+    stack: Stack, tmp_path: Path
+) -> None:
     report = tmp_path / "run.json"
-    argv = [
-        sys.executable,
-        "unified_test_runner.py",
-        "--env",
-        "staging",
-        *ids,
-        "--json",
-        str(report),
-    ]
+    argv = [sys.executable, "unified_test_runner.py", "--env", "staging", "--json", str(report)]
+    argv += [arg for e in ENTRIES for arg in ("--id", e)]
     proc = subprocess.run(
         [*argv, "--no-history", "--no-record-durations"],
         cwd=REPO,
-        env=env,
+        env=_staging_env(stack, tmp_path),
         capture_output=True,
         text=True,
         timeout=300,

@@ -3,6 +3,9 @@ the WebSocket, reading someone else's stream. Each must be refused, visibly."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import statistics
 import time
@@ -10,9 +13,14 @@ import uuid
 
 import anyio
 import httpx
+import jwt
 import pytest
+import websockets
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from apex.client import ApexClient, Endpoints, connect, receive
+from apex.launcher import Stack
 
 pytestmark = pytest.mark.anyio
 PASSWORD = "correct horse battery"
@@ -121,3 +129,49 @@ async def test_one_user_cannot_resume_anothers_stream(endpoints: Endpoints) -> N
         await m.send(json.dumps({"type": "resume", "payload": {"resume_id": resume_id}}))
         refused = await receive(m)
     assert refused["type"] == "error" and refused["payload"]["code"] == "resume_unknown"
+
+
+def _forgeries(secret: str, access: str) -> dict[str, str]:
+    """Tokens an attacker could make from a real one: every one must be refused."""
+    claims = jwt.decode(access, options={"verify_signature": False})
+    now = int(time.time())
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = rsa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return {
+        "not yet valid": jwt.encode({**claims, "nbf": now + 600}, secret, "HS256"),
+        "wrong issuer": jwt.encode({**claims, "iss": "https://evil.test"}, secret, "HS256"),
+        "RS256 by another key": jwt.encode(claims, rsa_key, "RS256"),
+        "HS256 keyed with a public key": hmac_jwt(claims, pem),
+        "no expiry": jwt.encode({k: v for k, v in claims.items() if k != "exp"}, secret, "HS256"),
+    }
+
+
+def hmac_jwt(claims: dict[str, object], key: bytes) -> str:
+    """HS256 signed with `key` by hand: PyJWT refuses to use a PEM as an HMAC secret."""
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    head = part(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = part(json.dumps(claims).encode())
+    sig = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{part(sig)}"
+
+
+async def test_forged_tokens_are_refused_by_auth_and_gateway(
+    endpoints: Endpoints, stack: Stack
+) -> None:
+    async with ApexClient(endpoints) as api, httpx.AsyncClient(timeout=10) as http:
+        _, tokens = await api.new_user("forger")
+        forged = _forgeries(stack.env["APEX_JWT_SECRET"], tokens.access)
+        for name, token in forged.items():
+            me = await http.get(
+                f"{endpoints.auth}/auth/me", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert me.status_code == 401, name
+            async with await connect(endpoints, token) as ws:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await receive(ws)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008, name
