@@ -68,7 +68,7 @@ def pytest_argv(spec: ChildSpec) -> list[str]:
 
 def child_env(spec: ChildSpec) -> dict[str, str]:
     """The parent's environment plus where to find the plugin and write events."""
-    env = {**prewarm.base_env(), **dict(spec.env)}
+    env = prewarm.base_env(dict(spec.env))
     env["UTR_EVENTS"] = str(spec.events_file)
     env["UTR_SELECTION"] = str(spec.spec_file)
     return env

@@ -29,10 +29,11 @@ NO_PYTEST = frozenset({"plan", "report", "merge", "history", "--list", "-h", "--
 _pending: list[tuple[subprocess.Popen[bytes], dict[str, str]]] = []
 
 
-def base_env() -> dict[str, str]:
-    """What every pytest child's environment starts from: the parent's, plus the path
-    to this package (for `-p runner.plugin`) and unbuffered output."""
-    env = dict(os.environ)
+def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """What every pytest child's environment starts from: the parent's with `extra` (a
+    profile's variables), plus this package on the path (for `-p runner.plugin`) and
+    unbuffered output."""
+    env = {**os.environ, **(extra or {})}
     package_parent = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     env.setdefault("PYTHONUNBUFFERED", "1")
