@@ -16,6 +16,7 @@ class Level:
     description: str
     timeout: float
     includes: tuple[str, ...] = ()
+    workers: str | None = None  # the default --workers for this level
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,7 +21,7 @@ TOP_KEYS = {
     *("version", "default_level", "levels", "tiers", "gates", "tests", "suite_roots"),
     "environments",
 }
-LEVEL_KEYS = {"description", "timeout", "includes"}
+LEVEL_KEYS = {"description", "timeout", "includes", "workers"}
 TIER_KEYS = {"name", "retries", "description"}
 GATE_KEYS = {
     "require_tiers",
@@ -150,9 +150,20 @@ def _levels(raw: Any, src: _Source, line: int) -> dict[str, Level]:
             description=str(m.get("description", "")),
             timeout=timeout,
             includes=_names(m.get("includes", []), src, m.line, f"{what}: 'includes'"),
+            workers=_level_workers(m, src, what),
         )
     _check_includes(levels, src, section.line)
     return levels
+
+
+def _level_workers(m: LineDict, src: _Source, what: str) -> str | None:
+    value = m.get("workers")
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if isinstance(value, bool) or not (text == "auto" or (text.isdigit() and int(text) >= 1)):
+        raise src.fail(m.line, f"{what}: 'workers' must be a whole number >= 1 or 'auto'")
+    return text
 
 
 def _names(value: Any, src: _Source, line: int, what: str) -> tuple[str, ...]:

@@ -76,7 +76,7 @@ def _run(
         extra_args=extra,
         timeout=opts["timeout"],
         strict=bool(opts["strict"]),
-        workers=parse_workers(opts.get("workers")),
+        workers=parse_workers(opts.get("workers") or _level_workers(registry, selection)),
         env=tuple(resolve(registry, opts["env"]).items()) if opts.get("env") else (),
     )
     _announce(selection)
@@ -84,6 +84,11 @@ def _run(
         return RunResult(level=selection.level, started_at="", duration=0.0, entries=())
     runner = run_staged if opts.get("stop_after_failing_tier") else run_selection
     return runner(registry, selection, options, progress)
+
+
+def _level_workers(registry: Registry, selection: Selection) -> str | None:
+    level = registry.levels.get(selection.level)
+    return level.workers if level is not None else None
 
 
 def annotate_not_run(result: RunResult, note: str) -> RunResult:

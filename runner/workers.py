@@ -22,12 +22,16 @@ AUTO = "auto"
 
 
 def parse_workers(value: str | None) -> str | None:
-    """None (one process) or what to hand to `pytest -n`: a count above 1, or 'auto'."""
+    """None (one process) or the count to hand to `pytest -n`; 'auto' is one worker per
+    CPU this process may use (its affinity, so a container's limit counts)."""
     if value is None:
         return None
     text = value.strip().lower()
     if text != AUTO and not (text.isdigit() and int(text) >= 1):
         raise UsageError(f"--workers must be a whole number >= 1 or 'auto', not {value!r}")
+    if text == AUTO:
+        usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+        text = str(len(usable) if usable is not None else os.cpu_count() or 1)
     if text == "1":
         return None
     if importlib.util.find_spec("xdist") is None:

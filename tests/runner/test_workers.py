@@ -92,3 +92,19 @@ def test_bad_worker_counts_are_usage_errors(project: Project) -> None:
         proc = project.run("--workers", bad)
         assert proc.returncode == 2 and "--workers" in proc.stderr, bad
     assert project.run("--workers", "1", "--no-history").returncode == 0
+
+
+def test_a_level_may_default_to_workers_and_the_cli_overrides(project: Project) -> None:
+    project.write(
+        "tests/test_b.py",
+        "import os\n\ndef test_b():\n    print(os.environ.get('PYTEST_XDIST_WORKER', 'none'))\n",
+    )
+    levels = {"unit": {"timeout": 60, "workers": 2}}
+    project.registry([entry("b", "tests/test_b.py")], levels=levels)
+    assert project.run("--json", "run.json", "--no-history").returncode == 0
+    assert _tests(project)["tests/test_b.py::test_b"]["worker"].startswith("gw")
+    assert project.run("--workers", "1", "--json", "run.json", "--no-history").returncode == 0
+    assert "worker" not in _tests(project)["tests/test_b.py::test_b"]
+    project.registry([entry("b", "tests/test_b.py")], levels={"unit": {"workers": "lots"}})
+    proc = project.run("plan")
+    assert proc.returncode == 2 and "'workers' must be" in proc.stderr
