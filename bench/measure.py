@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -41,6 +43,31 @@ def repeat(action: Callable[[], float], times: int) -> Sample:
     """Run `action` (which returns seconds or any measure) `times` times."""
     values = [action() for _ in range(times)]
     return Sample(minimum=min(values), median=statistics.median(values))
+
+
+def side_by_side(
+    action: Callable[[], float], baseline: Callable[[], float], times: int
+) -> tuple[Sample, Sample]:
+    """Both, alternating run by run: a slow moment of the machine hits each alike."""
+    pairs = [(action(), baseline()) for _ in range(times)]
+    ours, theirs = [p[0] for p in pairs], [p[1] for p in pairs]
+    return (
+        Sample(minimum=min(ours), median=statistics.median(ours)),
+        Sample(minimum=min(theirs), median=statistics.median(theirs)),
+    )
+
+
+def write_registry(root: Path, entries: list[dict[str, object]], timeout: float = 600) -> Path:
+    """A one-level, three-tier registry with `entries` at root/levels.yaml."""
+    registry = {
+        "version": 1,
+        "levels": {"unit": {"timeout": timeout}},
+        "tiers": {1: {"name": "a"}, 2: {"name": "b"}, 3: {"name": "c"}},
+        "tests": entries,
+    }
+    path = root / "levels.yaml"
+    path.write_text(yaml.safe_dump(registry))
+    return path
 
 
 def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> float:

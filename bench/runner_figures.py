@@ -10,9 +10,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
-from bench.measure import REPO, Figure, bench_env, repeat, runner_argv, timed
+from bench.measure import (
+    REPO,
+    Figure,
+    bench_env,
+    repeat,
+    runner_argv,
+    side_by_side,
+    timed,
+    write_registry,
+)
 from runner import shard
 from runner.model import Entry
 from runner.registry import load_registry
@@ -28,35 +35,23 @@ def make_project(root: Path, files: int, per_file: int) -> Path:
     entries = []
     for f in range(files):
         (tests / f"test_m{f}.py").write_text(body)
+        path = f"tests/test_m{f}.py"
         entries.append(
-            {
-                "id": f"m{f}",
-                "tier": 1 + f % 3,
-                "mrr": 100 * (f + 1),
-                "level": "unit",
-                "path": f"tests/test_m{f}.py",
-            }
+            {"id": f"m{f}", "tier": 1 + f % 3, "mrr": 100 * (f + 1), "level": "unit", "path": path}
         )
-    registry = {
-        "version": 1,
-        "levels": {"unit": {"timeout": 600}},
-        "tiers": {1: {"name": "a"}, 2: {"name": "b"}, 3: {"name": "c"}},
-        "tests": entries,
-    }
-    (root / "levels.yaml").write_text(yaml.safe_dump(registry))
+    write_registry(root, entries)
     return root
 
 
 def overhead(reps: int, files: int = 20, per_file: int = 10) -> Figure:
     with tempfile.TemporaryDirectory() as tmp:
         root = make_project(Path(tmp), files, per_file)
-        runner = repeat(
-            lambda: timed(runner_argv("--registry", "levels.yaml", *NO_STATE), root), reps
-        )
-        bare = repeat(
-            lambda: timed(
-                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"], root
-            ),
+        # the baseline as written: `python -m pytest` with its defaults (the cache
+        # provider on), as the runner's child runs it
+        bare_argv = [sys.executable, "-m", "pytest", "tests"]
+        runner, bare = side_by_side(
+            lambda: timed(runner_argv("--registry", "levels.yaml", *NO_STATE), root),
+            lambda: timed(bare_argv, root),
             reps,
         )
     extra_ms = 1000 * (runner.median - bare.median)
@@ -75,8 +70,11 @@ def overhead(reps: int, files: int = 20, per_file: int = 10) -> Figure:
 
 def list_startup(reps: int) -> Figure:
     registry = str(REPO / "config/levels.yaml")
-    listing = repeat(lambda: timed(runner_argv("--registry", registry, "--list"), REPO), reps)
-    yaml_only = repeat(lambda: timed([sys.executable, "-c", "import yaml"], REPO), reps)
+    listing, yaml_only = side_by_side(
+        lambda: timed(runner_argv("--registry", registry, "--list"), REPO),
+        lambda: timed([sys.executable, "-c", "import yaml"], REPO),
+        reps,
+    )
     ratio = listing.median / yaml_only.median
     return Figure(
         name="--list on the shipped registry",
@@ -92,18 +90,11 @@ def list_startup(reps: int) -> Figure:
 def _big_registry(root: Path, entries: int) -> Path:
     (root / "tests").mkdir()
     (root / "tests/test_x.py").write_text("def test_x():\n    pass\n")
-    tests = [
+    tests: list[dict[str, object]] = [
         {"id": f"t{i}", "tier": 1, "mrr": i, "level": "unit", "path": "tests/test_x.py"}
         for i in range(entries)
     ]
-    doc = {
-        "version": 1,
-        "levels": {"unit": {"timeout": 60}},
-        "tiers": {1: {"name": "a"}},
-        "tests": tests,
-    }
-    (root / "levels.yaml").write_text(yaml.safe_dump(doc))
-    return root / "levels.yaml"
+    return write_registry(root, tests, timeout=60)
 
 
 def registry_scale(reps: int, entries: int = 10_000) -> Figure:

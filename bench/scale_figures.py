@@ -6,9 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import yaml
-
-from bench.measure import Figure, repeat, runner_argv, timed
+from bench.measure import Figure, runner_argv, side_by_side, timed, write_registry
 
 NO_STATE = ("--no-history", "--no-record-durations")
 CPU_TEST = """
@@ -25,18 +23,12 @@ def test_cpu(n):
 
 def make_cpu_project(root: Path, files: int, per_file: int, loops: int) -> Path:
     (root / "tests").mkdir(parents=True)
-    entries = []
+    entries: list[dict[str, object]] = []
     for f in range(files):
         path = f"tests/test_cpu{f}.py"
         (root / path).write_text(CPU_TEST.format(per_file=per_file, loops=loops))
         entries.append({"id": f"cpu{f}", "tier": 1, "mrr": 100, "level": "unit", "path": path})
-    registry = {
-        "version": 1,
-        "levels": {"unit": {"timeout": 600}},
-        "tiers": {1: {"name": "a"}},
-        "tests": entries,
-    }
-    (root / "levels.yaml").write_text(yaml.safe_dump(registry))
+    write_registry(root, entries)
     return root
 
 
@@ -46,8 +38,11 @@ def workers_speedup(reps: int, files: int = 8, loops: int = 2_000_000) -> Figure
     with tempfile.TemporaryDirectory() as tmp:
         root = make_cpu_project(Path(tmp), files, 2, loops)
         base = ["--registry", "levels.yaml", *NO_STATE]
-        serial = repeat(lambda: timed(runner_argv(*base), root), reps)
-        spread = repeat(lambda: timed(runner_argv(*base, "--workers", workers), root), reps)
+        spread, serial = side_by_side(
+            lambda: timed(runner_argv(*base, "--workers", workers), root),
+            lambda: timed(runner_argv(*base, "--workers", "1"), root),
+            reps,
+        )
     speedup = serial.median / spread.median
     return Figure(
         name=f"--workers {workers} on {files * 2} CPU-bound tests",
