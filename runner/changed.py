@@ -8,15 +8,15 @@ without `covers` is always selected: nothing says what it protects, so it is saf
 from __future__ import annotations
 
 import functools
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import pathspec
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import UsageError
 from runner.model import Entry
+
+if TYPE_CHECKING:
+    import pathspec
 
 GIT_TIMEOUT = 60.0
 
@@ -38,6 +38,8 @@ class Change:
 
 @functools.lru_cache(maxsize=4096)
 def _spec(globs: tuple[str, ...]) -> pathspec.PathSpec[Any]:
+    import pathspec  # noqa: PLC0415 - only --changed needs it; `--list` must start fast
+
     return pathspec.PathSpec.from_lines("gitignore", globs)
 
 
@@ -53,6 +55,8 @@ def changed_files(root: Path, ref: str) -> Change:
 
 
 def _git(root: Path, *args: str) -> list[str]:
+    import subprocess  # noqa: PLC0415 - only --changed runs git
+
     try:
         proc = subprocess.run(
             ["git", *args],

@@ -9,8 +9,9 @@ and its built-in plugins while the parent works out the run, then reads one JSON
 Nothing else changes: the child is its own process group, the parent supervises it
 exactly as a freshly spawned one. When it cannot serve the run (another working
 directory, an interpreter-level variable such as PYTHONPATH that differs, the child
-already gone), the parent discards it and spawns pytest the usual way. A parent that
-never sends (a usage error, `--list`) closes the pipe and the child exits at once.
+already gone), the parent discards it and spawns pytest the usual way. A child that was
+never sent a run (a usage error, an empty selection) is killed when the parent exits; it
+has run nothing. If the parent dies first, the child reads the end of the pipe and leaves.
 Set UTR_NO_PREWARM=1 to turn it off.
 """
 
@@ -25,7 +26,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-NO_PYTEST = frozenset({"plan", "report", "merge", "history", "--list", "-h", "--help", "--version"})
 _pending: list[tuple[subprocess.Popen[bytes], dict[str, str]]] = []
 
 
@@ -40,9 +40,9 @@ def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def start(argv: list[str], env: dict[str, str]) -> None:
-    """Start the child unless the command line clearly runs no pytest."""
-    if os.environ.get("UTR_NO_PREWARM") or NO_PYTEST.intersection(argv):
+def start(env: dict[str, str]) -> None:
+    """Start the child (the entry point skips commands that run no pytest)."""
+    if os.environ.get("UTR_NO_PREWARM"):
         return
     try:
         proc = subprocess.Popen(
@@ -91,14 +91,13 @@ def discard() -> None:
 
 
 def _drop(proc: subprocess.Popen[bytes]) -> None:
+    """It has run nothing yet (it waits for its message), so it can simply be killed."""
     with contextlib.suppress(OSError, ValueError):
         if proc.stdin is not None:
-            proc.stdin.close()  # end of input: the child leaves without running anything
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=1.0)
-    if proc.poll() is None:
+            proc.stdin.close()
+    with contextlib.suppress(ProcessLookupError):
         proc.kill()
-        proc.wait()
+    proc.wait()
 
 
 def _become_pytest() -> int:
