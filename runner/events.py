@@ -78,10 +78,7 @@ class EventLog:
         self.unmatched.extend(e for e in event["entries"] if e not in self.unmatched)
 
     def _on_worker_crashed(self, event: dict[str, Any]) -> None:
-        nodeid = str(event["nodeid"])
-        if nodeid not in self.tests:  # `--dist loadgroup` appends `@group` to the id
-            nodeid = nodeid.rpartition("@")[0] or nodeid
-        self.crashed[nodeid] = str(event.get("worker", "?"))
+        self.crashed[str(event["nodeid"])] = str(event.get("worker", "?"))
 
     def _on_worker_down(self, event: dict[str, Any]) -> None:
         self.workers_down.append(f"{event.get('worker')}: {event.get('error')}")

@@ -7,7 +7,8 @@ never scrapes pytest's text. It imports nothing from the rest of the runner.
 Under pytest-xdist every worker collects and runs its tests and writes its own events
 (tagged with the worker's id; appends of whole lines interleave safely), while the
 controller, which collects nothing, reports what only it sees: a worker that died and
-the test it held, and the end of the session.
+the test it held, and the end of the session. It also schedules: tests of entries that
+share a `group` go to one worker, every other test wherever a worker is free.
 """
 
 from __future__ import annotations
@@ -85,9 +86,7 @@ class RunnerPlugin:
     def __init__(self, config: pytest.Config, stream: EventStream, spec: dict[str, Any]) -> None:
         self.stream = stream
         self.index = EntryIndex(spec["entries"], Path(spec["root"]))
-        self.groups = {e["id"]: e["group"] for e in spec["entries"] if e.get("group")}
         self.worker = os.environ.get(WORKER_ENV)
-        self.original: dict[str, str] = {}
         self.selected = set(spec["selected"])
         self.order = {entry_id: i for i, entry_id in enumerate(spec["selected"])}
         self.check_registry = bool(spec.get("check_registry", True))
@@ -141,7 +140,6 @@ class RunnerPlugin:
         # the registry's run order (tier 1 first, then by MRR); file order within an entry
         keep.sort(key=lambda item: self.order.get(self.entry_for(item.path, item.nodeid), 0))
         items[:] = keep
-        self._mark_groups(keep)
         if drop:
             config.hook.pytest_deselected(items=drop)
         self.stream.emit("unregistered", nodeids=unregistered)
@@ -151,18 +149,6 @@ class RunnerPlugin:
             self.stream.emit("strict_unregistered")
             pytest.exit("collected tests are not registered (--strict)", returncode=4)
 
-    def _mark_groups(self, items: list[pytest.Item]) -> None:
-        """Entries sharing a `group` go to one xdist worker (`--dist loadgroup`); xdist
-        then appends `@group` to their node ids, so the original ids are kept for events."""
-        for item in items:
-            group = self.groups.get(self.entry_for(item.path, item.nodeid) or "")
-            if group and self.worker:
-                item.add_marker(pytest.mark.xdist_group(group))
-                self.original[f"{item.nodeid}@{group}"] = item.nodeid
-
-    def _id(self, nodeid: str) -> str:
-        return self.original.get(nodeid, nodeid)
-
     def _stop_on_unmatched(self) -> None:
         unmatched = sorted(e for e in self.selected if e not in self.touched)
         if unmatched:
@@ -171,17 +157,16 @@ class RunnerPlugin:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         tests = [
-            {"nodeid": self._id(i.nodeid), "entry": self.entry_for(i.path, self._id(i.nodeid))}
-            for i in session.items
+            {"nodeid": i.nodeid, "entry": self.entry_for(i.path, i.nodeid)} for i in session.items
         ]
         self.stream.emit("collected", tests=tests)
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
-        self.stream.emit("start", nodeid=self._id(nodeid))
+        self.stream.emit("start", nodeid=nodeid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         fields: dict[str, Any] = {
-            "nodeid": self._id(report.nodeid),
+            "nodeid": report.nodeid,
             "when": report.when,
             "outcome": report.outcome,
             "duration": report.duration,
@@ -197,7 +182,7 @@ class RunnerPlugin:
         self.stream.emit("report", **fields)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
-        self.stream.emit("finish", nodeid=self._id(nodeid))
+        self.stream.emit("finish", nodeid=nodeid)
 
     def pytest_internalerror(self, excrepr: object) -> None:
         if not self.worker:  # xdist hands a worker's internal error to the controller
@@ -211,8 +196,25 @@ class RunnerPlugin:
 class ControllerPlugin:
     """The xdist controller's events: workers report tests; this reports the workers."""
 
-    def __init__(self, stream: EventStream) -> None:
+    def __init__(self, stream: EventStream, spec: dict[str, Any]) -> None:
         self.stream = stream
+        self.root = Path(spec["root"])
+        self.index = EntryIndex(spec["entries"], self.root)
+        self.groups = {e["id"]: e["group"] for e in spec["entries"] if e.get("group")}
+
+    def group_of(self, nodeid: str) -> str | None:
+        entry = self.index.find((self.root / nodeid.partition("::")[0]).resolve(), nodeid)
+        return self.groups.get(entry or "")
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        """Our own scheduler, through xdist's public hook: xdist's `loadgroup` relies on
+        renaming node ids, which pytest 9.2 no longer lets it do."""
+        if not self.groups:
+            return None
+        from runner.xdist_groups import GroupScheduling  # noqa: PLC0415 - xdist is present
+
+        return GroupScheduling(config, log, self.group_of)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "?")
@@ -238,9 +240,10 @@ def pytest_configure(config: pytest.Config) -> None:
     events, spec_path = os.environ.get(EVENTS_ENV), os.environ.get(SELECTION_ENV)
     if not events or not spec_path:
         return
-    if _is_controller(config):
-        config.pluginmanager.register(ControllerPlugin(EventStream(events)), "utr-controller")
-        return
     spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    if _is_controller(config):
+        controller = ControllerPlugin(EventStream(events), spec)
+        config.pluginmanager.register(controller, "utr-controller")
+        return
     stream = EventStream(events, os.environ.get(WORKER_ENV))
     config.pluginmanager.register(RunnerPlugin(config, stream, spec), "unified-test-runner")

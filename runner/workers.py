@@ -1,13 +1,15 @@
 """`--workers N|auto`: spread one pytest run over N processes with pytest-xdist.
 
-The runner does not schedule tests itself; xdist does. Entries that share a `group`
-run in one worker (`--dist loadgroup`); every other test goes wherever a worker is free.
-Session fixtures are per worker process, so each worker starts its own platform stack.
+xdist runs the workers. Entries that share a `group` run in one worker (a scheduler the
+runner hands to xdist through its `pytest_xdist_make_scheduler` hook); every other test
+goes wherever a worker is free. Session fixtures are per worker process, so each worker
+starts its own platform stack.
 
 A worker that dies ends the run (`--max-worker-restart 0`): with a replacement worker,
 pytest-xdist 3.8 hangs under `--dist loadgroup` and re-runs the crashing test on every
-new worker under `--dist loadscope`. The runner reports the test the worker held as an
-error, every test that never ran as not_run, and exits 5.
+new worker under `--dist loadscope` (which the group scheduler builds on). The runner
+reports the test the worker held as an error, every test that never ran as not_run, and
+exits 5.
 """
 
 from __future__ import annotations
@@ -44,5 +46,6 @@ def xdist_args(workers: str | None, entries: tuple[Entry, ...]) -> tuple[str, ..
     if workers is None:
         return ()
     load = ("-p", "xdist.plugin") if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else ()
-    dist = "loadgroup" if any(e.group for e in entries) else "load"
+    # with a `group`, the runner's plugin supplies the scheduler (runner/xdist_groups.py)
+    dist = "loadscope" if any(e.group for e in entries) else "load"
     return (*load, "-n", workers, "--dist", dist, "--max-worker-restart", "0")
