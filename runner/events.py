@@ -72,10 +72,12 @@ class EventLog:
     _on_collect_skipped = _on_collect_failed
 
     def _on_unregistered(self, event: dict[str, Any]) -> None:
-        self.unregistered.extend(n for n in event["nodeids"] if n not in self.unregistered)
+        if not self.unregistered:  # the same list from every worker: keep the first
+            self.unregistered = list(event["nodeids"])
 
     def _on_unmatched(self, event: dict[str, Any]) -> None:
-        self.unmatched.extend(e for e in event["entries"] if e not in self.unmatched)
+        if not self.unmatched:
+            self.unmatched = list(event["entries"])
 
     def _on_worker_crashed(self, event: dict[str, Any]) -> None:
         self.crashed[str(event["nodeid"])] = str(event.get("worker", "?"))

@@ -112,7 +112,8 @@ def _changed(current: Narrowed, change: Change) -> Narrowed:
     entries = current.selection.entries
     touched = [e for e in entries if e.covers and change.touches(e)]
     always = [e for e in entries if not e.covers]
-    out = [e for e in entries if e.covers and e not in touched]
+    hit = {e.id for e in touched}  # a set: registries run to thousands of entries
+    out = [e for e in entries if e.covers and e.id not in hit]
     meta = {
         **current.meta,
         "changed": {

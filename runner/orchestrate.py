@@ -150,7 +150,9 @@ class _Run:
 
     def child(self, targets: tuple[str, ...], timeout: float, attempt: int) -> ChildSpec:
         # reruns of the few tests that failed run in one process: no workers to start
-        workers = xdist_args(self.options.workers if attempt == 1 else None, self.runnable)
+        workers = xdist_args(
+            self.options.workers if attempt == 1 else None, self.selection.runnable
+        )
         return ChildSpec(
             root=self.registry.root,
             targets=targets,
@@ -178,10 +180,6 @@ class _Run:
         self.exits.append(exit_)
         _raise_registry_problems(self.registry, log)
         return log, exit_
-
-    @property
-    def runnable(self) -> tuple[Entry, ...]:
-        return self.selection.runnable
 
     def rerun(self, nodeids: tuple[str, ...], timeout: float, attempt: int) -> list[TestResult]:
         log, exit_ = self.once(nodeids, timeout, attempt)
