@@ -45,7 +45,7 @@ def run_from_report(data: dict[str, Any]) -> RunResult:
 
 
 def _extra(meta: dict[str, Any]) -> dict[str, Any]:
-    return {k: meta[k] for k in ("shard", "selection", "environment") if k in meta}
+    return {k: meta[k] for k in ("shard", "selection", "environment", "changed") if k in meta}
 
 
 def _entry(data: dict[str, Any]) -> EntryResult:

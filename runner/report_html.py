@@ -28,7 +28,9 @@ def render_html(outcome: Outcome) -> str:
     total = outcome.summary.total
     klass = {0: "ok", 4: "warn"}.get(outcome.exit_code, "bad")
     body = [
-        f"<h1>Revenue protection — level {escape(outcome.run.level)}</h1>",
+        f"<h1>Revenue protection — level {escape(outcome.run.level)}"
+        + (f", environment {escape(outcome.environment)}" if outcome.environment else "")
+        + "</h1>",
         f'<p class="verdict {klass}">{money(total.protected)} of '
         f"{money(total.registered_mrr)} MRR protected ({total.coverage:.1f}%), "
         f"{money(total.at_risk)} at risk, {money(total.unverified)} unverified — exit "

@@ -29,6 +29,12 @@ class Outcome:
     exit_code: int
     pytest_args: tuple[str, ...] = ()
 
+    @property
+    def environment(self) -> str | None:
+        """The `--env` profile the run used, if any."""
+        profile = self.run.extra.get("environment")
+        return str(profile["name"]) if isinstance(profile, dict) else None
+
 
 def to_dict(outcome: Outcome) -> dict[str, Any]:
     run = outcome.run

@@ -41,6 +41,7 @@ def _suite(outcome: Outcome, result: EntryResult) -> ET.Element:
         ("level", entry.level),
         ("owner", entry.owner),
         ("status", result.status),
+        *((("environment", outcome.environment),) if outcome.environment else ()),
     ):
         ET.SubElement(props, "property", name=name, value=str(value))
     cases = [_case(t) for t in result.tests]

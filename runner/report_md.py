@@ -17,7 +17,8 @@ def render_markdown(outcome: Outcome) -> str:
         f"({total.coverage:.1f}%)",
         "",
         f"Level `{outcome.run.level}` · exit code {outcome.exit_code} · "
-        f"{outcome.run.duration:.1f} s",
+        f"{outcome.run.duration:.1f} s"
+        + (f" · environment `{outcome.environment}`" if outcome.environment else ""),
         "",
         "| Tier | Tests | Passed | Failed | Skipped | Protected | At risk | Unverified "
         "| Coverage |",

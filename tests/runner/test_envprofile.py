@@ -36,8 +36,21 @@ def staged(project: Project) -> Project:
 
 def test_a_profile_sets_variables_and_the_report_names_it(staged: Project) -> None:
     staged.env.update({"REGION": "eu-1", "APEX_SERVICE_TOKEN": "from-the-environment"})
-    proc = staged.run("--env", "staging", "--json", "run.json", "--no-history")
+    reports = (
+        "--json",
+        "run.json",
+        "--markdown",
+        "run.md",
+        "--html",
+        "run.html",
+        "--junit",
+        "run.xml",
+    )
+    proc = staged.run("--env", "staging", *reports, "--no-history")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "environment `staging`" in (staged.root / "run.md").read_text()
+    assert "environment staging</h1>" in (staged.root / "run.html").read_text()
+    assert 'name="environment" value="staging"' in (staged.root / "run.xml").read_text()
     assert "environment 'staging': the deployed staging platform" in proc.stdout
     recorded = staged.report()["run"]["environment"]
     assert recorded == {
@@ -46,7 +59,8 @@ def test_a_profile_sets_variables_and_the_report_names_it(staged: Project) -> No
         "variables": ["APEX_AUTH_URL", "APEX_REGION"],
         "secrets": ["APEX_SERVICE_TOKEN"],
     }
-    assert "from-the-environment" not in (staged.root / "run.json").read_text()
+    for name in ("run.json", "run.md", "run.html", "run.xml"):
+        assert "from-the-environment" not in (staged.root / name).read_text()
 
 
 def test_a_missing_secret_or_variable_is_a_usage_error(staged: Project) -> None:
