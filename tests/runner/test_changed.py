@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,3 +112,22 @@ def test_covers_must_be_a_list_of_relative_globs(project: Project) -> None:
         project.registry([entry("a", "tests/test_a.py", covers=bad)])
         proc = project.run("plan")
         assert proc.returncode == 2 and "'covers'" in proc.stderr, bad
+
+
+def test_a_project_in_a_subdirectory_of_the_repository(tmp_path: Path) -> None:
+    """Paths are matched relative to the project root; changes outside it touch nothing."""
+    outer = Project(root=tmp_path)
+    outer.write("other/service.py", "x = 1\n")
+    project = Project(root=tmp_path / "proj")
+    project.write("src/billing/invoice.py", "TOTAL = 1\n")
+    project.write("tests/test_billing.py", "def test_billing():\n    pass\n")
+    project.registry([entry("billing", "tests/test_billing.py", covers=["src/billing/**"])])
+    _git(outer, "init", "-q", "-b", "main")
+    _git(outer, "add", ".")
+    _git(outer, "commit", "-q", "-m", "base")
+    outer.write("other/service.py", "x = 2\n")
+    assert _plan(project)["tests"] == []
+    project.write("src/billing/invoice.py", "TOTAL = 2\n")
+    plan = _plan(project)
+    assert [t["id"] for t in plan["tests"]] == ["billing"]
+    assert plan["changed"]["files"] == ["src/billing/invoice.py"]
