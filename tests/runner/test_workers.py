@@ -3,6 +3,8 @@ events, and a worker that dies is reported with what it held and what never ran.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import Project, entry
@@ -108,3 +110,45 @@ def test_a_level_may_default_to_workers_and_the_cli_overrides(project: Project) 
     project.registry([entry("b", "tests/test_b.py")], levels={"unit": {"workers": "lots"}})
     proc = project.run("plan")
     assert proc.returncode == 2 and "'workers' must be" in proc.stderr
+
+
+HANG = """
+import os
+import signal
+import time
+
+def test_hang_one():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with open(os.environ["PID_DIR"] + "/" + str(os.getpid()), "w"):
+        pass
+    time.sleep(600)
+
+def test_hang_two():
+    test_hang_one()
+"""
+
+
+def test_a_timeout_kills_every_worker_and_keeps_the_report(project: Project) -> None:
+    """Both workers hang and ignore SIGTERM: the level timeout still ends the run, the
+    tests they held are timed_out, and no worker process is left."""
+    pids = project.root / "pids"
+    pids.mkdir()
+    project.env["PID_DIR"] = str(pids)
+    project.write("tests/test_hang.py", HANG)
+    project.registry([entry("hang", "tests/test_hang.py")])
+    proc = project.run("--workers", "2", "--timeout", "4", "--json", "run.json", "--no-history")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    statuses = {n.split("::")[1]: t["status"] for n, t in _tests(project).items()}
+    assert statuses == {"test_hang_one": "timed_out", "test_hang_two": "timed_out"}
+    assert project.report()["run"]["timed_out"] is True
+    workers = [int(p.name) for p in pids.iterdir()]
+    assert len(workers) == 2 and not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    """Running or sleeping; a killed process waiting for init to reap it (Z) is not."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
