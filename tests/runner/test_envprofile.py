@@ -34,19 +34,13 @@ def staged(project: Project) -> Project:
     return project
 
 
+REPORTS = {"--json": "run.json", "--markdown": "run.md", "--html": "run.html", "--junit": "run.xml"}
+
+
 def test_a_profile_sets_variables_and_the_report_names_it(staged: Project) -> None:
     staged.env.update({"REGION": "eu-1", "APEX_SERVICE_TOKEN": "from-the-environment"})
-    reports = (
-        "--json",
-        "run.json",
-        "--markdown",
-        "run.md",
-        "--html",
-        "run.html",
-        "--junit",
-        "run.xml",
-    )
-    proc = staged.run("--env", "staging", *reports, "--no-history")
+    flags = [arg for pair in REPORTS.items() for arg in pair]
+    proc = staged.run("--env", "staging", *flags, "--no-history")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "environment `staging`" in (staged.root / "run.md").read_text()
     assert "environment staging</h1>" in (staged.root / "run.html").read_text()
@@ -59,7 +53,7 @@ def test_a_profile_sets_variables_and_the_report_names_it(staged: Project) -> No
         "variables": ["APEX_AUTH_URL", "APEX_REGION"],
         "secrets": ["APEX_SERVICE_TOKEN"],
     }
-    for name in ("run.json", "run.md", "run.html", "run.xml"):
+    for name in REPORTS.values():
         assert "from-the-environment" not in (staged.root / name).read_text()
 
 
