@@ -158,6 +158,17 @@ class Stack:
         except httpx.HTTPError:
             return False
 
+    def wait_restarted(self, name: str, old_pid: int, timeout: float = 15.0) -> bool:
+        """True once service `name`, which died as `old_pid`, runs again and is ready."""
+        svc = self.services[name]
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=0.5) as client:
+            while time.monotonic() < deadline:
+                if svc.pid != old_pid and svc.alive() and self._ready(client, name):
+                    return True
+                time.sleep(0.05)
+        return False
+
     def _watch(self) -> None:
         """Restart a service that dies, up to `max_restarts` times each."""
         while not self._stop.wait(self.config.monitor_interval):

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -89,10 +88,7 @@ def test_killed_service_is_detected_and_restarted(local_stack: Stack) -> None:
     old = gateway.pid
     assert old is not None
     os.kill(old, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while gateway.pid == old or not _ready(gateway.url):
-        assert time.monotonic() < deadline, "the gateway was not restarted"
-        time.sleep(0.05)
+    assert local_stack.wait_restarted("gateway", old), "the gateway was not restarted"
     assert gateway.restarts >= 1
     assert gateway.url == f"http://127.0.0.1:{gateway.port}"  # same port as before
 
@@ -138,13 +134,6 @@ def test_shutdown_leaves_no_process_or_port_behind() -> None:
     assert not any(_alive(pid) for pid in pids if pid is not None)
     assert all(_port_free(p) for p in ports)
     assert not stack.workdir.exists()
-
-
-def _ready(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/health/ready", timeout=0.5).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _alive(pid: int) -> bool:

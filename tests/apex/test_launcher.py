@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -53,17 +52,7 @@ def test_killed_service_is_restarted_on_the_same_port(stack: Stack) -> None:
     old_pid = backend.pid
     assert old_pid is not None
     os.kill(old_pid, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            if (
-                httpx.get(f"{backend.url}/health/ready", timeout=0.5).status_code == 200
-                and backend.pid != old_pid
-            ):
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
+    assert stack.wait_restarted("backend", old_pid), "the backend was not restarted"
     assert backend.pid != old_pid
     assert backend.restarts >= 1
     assert httpx.get(f"{backend.url}/health/ready").status_code == 200
