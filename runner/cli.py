@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import signal
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
@@ -17,11 +16,23 @@ from runner.errors import ExitCode, RunnerError
 from runner.registry import load_registry
 from runner.select import Criteria, select
 from runner.workers import parse_workers
+from runner.writing import check_distinct
 
 DEFAULT_REGISTRY = "config/levels.yaml"
 REGISTRY_ENV = "UTR_REGISTRY"
 Deco = Callable[[Callable[..., Any]], Callable[..., Any]]
 FILE = click.Path(path_type=Path, dir_okay=False)
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """A positive, finite number of seconds: `nan` and `inf` compare as nothing useful."""
+    if value is not None and (not math.isfinite(value) or value <= 0):
+        raise click.BadParameter(f"{value!r} is not a positive, finite number of seconds")
+    return value
+
+
+def seconds_option(name: str, help_text: str) -> Deco:
+    return click.option(name, type=float, callback=_seconds, metavar="SECONDS", help=help_text)
 
 
 class DefaultGroup(click.Group):
@@ -86,12 +97,7 @@ selection_options = _stack(
         help="Run shard K of N (least-duration split; else TEST_SHARD_INDEX and "
         "TEST_TOTAL_SHARDS).",
     ),
-    click.option(
-        "--budget",
-        type=click.FloatRange(min=0, min_open=True),
-        metavar="SECONDS",
-        help="Run what protects the most MRR within this many seconds.",
-    ),
+    seconds_option("--budget", "Run what protects the most MRR within this many seconds."),
     click.option(
         "--changed",
         metavar="REF",
@@ -134,11 +140,7 @@ def cli() -> None:
     help="Write a Markdown summary here ($GITHUB_STEP_SUMMARY is used when set).",
 )
 @click.option("--html", "html_path", type=FILE, help="Write a self-contained HTML report here.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Seconds for the whole run (default: the level's timeout).",
-)
+@seconds_option("--timeout", "Seconds for the whole run (default: the level's timeout).")
 @click.option(
     "--workers",
     metavar="N|auto",
@@ -182,6 +184,9 @@ def run(**opts: Any) -> None:
     """Run the selected tests (extra pytest arguments go after `--`)."""
     registry, selection = _select(opts)
     parse_workers(opts["workers"])  # a bad value is a usage error before anything starts
+    check_distinct(
+        (f"--{fmt}", opts[f"{fmt}_path"]) for fmt in ("json", "junit", "markdown", "html")
+    )
     if opts["list_only"]:
         from runner.commands import print_plan  # noqa: PLC0415 - rich stays unloaded
 
@@ -216,7 +221,7 @@ def _select(opts: dict[str, Any]) -> Any:
 
 @cli.command()
 @selection_options
-@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), help="As for run.")
+@seconds_option("--timeout", "As for run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(**opts: Any) -> None:
     """Show what a selection would run: tests, MRR, expected time; run nothing."""
@@ -264,6 +269,11 @@ def report(**opts: Any) -> None:
 @click.option("--junit", "junit_path", type=FILE, help="Write merged JUnit XML here.")
 @click.option("--markdown", "markdown_path", type=FILE, help="Write a Markdown summary here.")
 @click.option("--html", "html_path", type=FILE, help="Write an HTML report here.")
+@click.option(
+    "--allow-missing-shards",
+    is_flag=True,
+    help="A missing shard's entries are unverified, not a broken run.",
+)
 def merge(**opts: Any) -> None:
     """Combine shard reports into one run, one summary and one gate verdict."""
     from runner.commands import merge_command  # noqa: PLC0415
@@ -294,13 +304,8 @@ def init(**opts: Any) -> None:
     raise SystemExit(init_command(opts))
 
 
-def _sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every RunnerError becomes one line on stderr and its exit code."""
-    signal.signal(signal.SIGTERM, _sigterm)
     try:
         cli.main(args=argv, prog_name="unified-test-runner", standalone_mode=False)
     except SystemExit as exc:

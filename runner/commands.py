@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runner import durations
-from runner.errors import ExitCode, RegistryError, UsageError
+from runner.errors import RegistryError, RunBrokenError, UsageError
 from runner.model import Registry
 from runner.narrow import narrow_for
 from runner.plan import plan_dict, plan_lines
@@ -61,8 +61,10 @@ def everything(registry: Registry) -> Selection:
 
 
 def validate_command(registry: Registry, strict: bool) -> int:
-    """Collect every implemented entry; registry problems raise (exit 2)."""
+    """Collect every implemented entry: registry problems exit 2, a collection that itself
+    broke (a conftest that raises, exits or stops the session) exits 5."""
     from runner.orchestrate import RunOptions, run_selection  # noqa: PLC0415
+    from runner.verdict import judge  # noqa: PLC0415
 
     selection = everything(registry)
     if not selection.runnable:
@@ -70,11 +72,22 @@ def validate_command(registry: Registry, strict: bool) -> int:
         return 0
     options = RunOptions(extra_args=("--collect-only", "-q"), strict=strict, retry=False)
     result = run_selection(registry, selection, options)
-    broken = [b for b in result.broken if "collection failed" in b]
+    broken = [e for e in result.entries if e.collect_error]
     if broken:
         raise RegistryError(
-            f"a registered test does not collect: {broken[0]}", file=str(registry.path)
+            f"a registered test does not collect: {broken[0].entry_id}: {broken[0].note}",
+            file=str(registry.path),
         )
+    outcome = judge(registry, result)
+    if result.interrupted or outcome.broken:
+        why = outcome.reasons[0].text if result.interrupted else outcome.broken[0]
+        print(f"error: cannot validate {registry.path}: {why}", file=sys.stderr)
+        return outcome.exit_code
+    _print_valid(registry, selection, result)
+    return 0
+
+
+def _print_valid(registry: Registry, selection: Selection, result: Any) -> None:
     tests = sum(1 for e in result.entries for _ in e.tests)
     print(
         f"registry OK: {len(registry.tests)} entries ({len(selection.pending)} pending), "
@@ -82,70 +95,51 @@ def validate_command(registry: Registry, strict: bool) -> int:
     )
     for nodeid in result.unregistered[:20]:
         print(f"  unregistered: {nodeid}")
-    return 0
 
 
-def _outcome_from(paths: list[Path], opts: dict[str, Any], gate: str | None) -> Any:
-    from runner.loadreport import read_report, run_from_report  # noqa: PLC0415
-    from runner.orchestrate import combine  # noqa: PLC0415
+def _outcome_from(paths: list[Path], opts: dict[str, Any], gate: str | None, merging: bool) -> Any:
+    from runner.loadreport import load_run, read_report  # noqa: PLC0415
     from runner.registry import load_registry  # noqa: PLC0415
-    from runner.session import judge  # noqa: PLC0415
+    from runner.shards import merge_runs  # noqa: PLC0415
+    from runner.verdict import judge  # noqa: PLC0415
 
     registry = load_registry(opts["registry"])
     reports = [read_report(p) for p in paths]
-    run = combine([run_from_report(r) for r in reports])
-    run = _fill_missing(registry, run, reports)
+    runs = [load_run(p, r) for p, r in zip(paths, reports, strict=True)]
+    run = merge_runs(registry, runs, opts["allow_missing_shards"]) if merging else runs[0]
     unknown = sorted({e.entry_id for e in run.entries} - set(registry.by_id))
     if unknown:
         raise UsageError(f"the report names entries the registry lacks: {', '.join(unknown)}")
-    return judge(registry, run, gate, tuple(reports[0]["run"].get("pytest_args", ())))
-
-
-def _fill_missing(registry: Registry, run: Any, reports: list[dict[str, Any]]) -> Any:
-    """Entries some shard should have run but no report covers are unverified, not ignored."""
-    from dataclasses import replace  # noqa: PLC0415
-
-    from runner.results import EntryResult, Status  # noqa: PLC0415
-
-    seen = {e.entry_id: e for e in run.entries}  # a later report of an entry wins
-    expected = {i for r in reports for i in r["run"].get("selection", ())}
-    shards = {r["run"]["shard"]["index"] for r in reports if "shard" in r["run"]}
-    totals = {r["run"]["shard"]["total"] for r in reports if "shard" in r["run"]}
-    missing = sorted(set(range(1, max(totals) + 1)) - shards) if totals else []
-    note = f"not run: no report from shard(s) {missing}" if missing else "not run: no report"
-    extra = [
-        EntryResult(entry_id=i, status=Status.NOT_RUN, note=note)
-        for i in sorted(expected - set(seen))
-        if i in registry.by_id
-    ]
-    warnings = (f"shard report(s) missing: {missing} of {max(totals)}",) if missing else ()
-    return replace(
-        run, entries=tuple(seen.values()) + tuple(extra), warnings=run.warnings + warnings
-    )
+    args = reports[0]["run"].get("pytest_args", ())
+    flaky_fails = bool(reports[0]["run"].get("detect_flakes"))
+    return judge(registry, run, gate, tuple(str(a) for a in args), flaky_fails=flaky_fails)
 
 
 def report_command(opts: dict[str, Any]) -> int:
-    data = json.loads(Path(opts["run_json"]).read_text(encoding="utf-8"))
-    gate = (data.get("gate") or {}).get("name") if isinstance(data, dict) else None
-    outcome = _outcome_from([opts["run_json"]], opts, gate)
+    from runner.loadreport import read_report  # noqa: PLC0415
+
+    data = read_report(Path(opts["run_json"]))
+    gate = (data.get("gate") or {}).get("name") if isinstance(data.get("gate"), dict) else None
+    outcome = _outcome_from([opts["run_json"]], opts, gate, merging=False)
     _emit(outcome, opts["fmt"], opts.get("output"))
     return 0  # the rendering worked; the run's own verdict is in what was rendered
 
 
 def merge_command(opts: dict[str, Any]) -> int:
     from runner.console import make_console, render_summary  # noqa: PLC0415
-    from runner.session import write_reports  # noqa: PLC0415
+    from runner.report_write import report_paths, write_reports  # noqa: PLC0415
+    from runner.verdict import final_exit  # noqa: PLC0415
 
-    outcome = _outcome_from(list(opts["reports"]), opts, opts.get("gate"))
+    paths = report_paths(opts)
+    outcome = _outcome_from(list(opts["reports"]), opts, opts.get("gate"), merging=True)
     render_summary(make_console(), outcome)
-    if not write_reports(outcome, opts) and outcome.exit_code != ExitCode.INTERRUPTED:
-        return int(ExitCode.RUN_BROKEN)
-    return int(outcome.exit_code)
+    return final_exit(outcome, write_reports(outcome, paths))
 
 
 def _emit(outcome: Any, fmt: str, output: Path | None) -> None:
     from runner.console import make_console, render_summary  # noqa: PLC0415
-    from runner.session import RENDERERS  # noqa: PLC0415
+    from runner.report_write import RENDERERS  # noqa: PLC0415
+    from runner.writing import write_text  # noqa: PLC0415
 
     if fmt == "text":
         if output is None:
@@ -156,18 +150,21 @@ def _emit(outcome: Any, fmt: str, output: Path | None) -> None:
         with output.open("w", encoding="utf-8") as handle:
             render_summary(Console(file=handle, no_color=True, width=140), outcome)
         return
-    text = RENDERERS[f"{fmt}_path"](outcome)
+    text = RENDERERS[fmt](outcome)
     if output is None:
         sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
+        return
+    try:
+        write_text(output, text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 def history_command(opts: dict[str, Any]) -> None:
     from runner.history import summary  # noqa: PLC0415
     from runner.summary import money  # noqa: PLC0415
 
-    data = summary(Path(opts["history_file"]), opts["last"])
+    data = summary(Path(opts["history_file"]), opts["last"])  # UsageError if unreadable
     if opts["as_json"]:
         print(json.dumps(data, indent=2))
         return
@@ -208,25 +205,24 @@ def _collect(paths: tuple[str, ...]) -> list[str]:
     """Every test pytest collects, from the plugin's event stream (an empty registry)."""
     from runner.events import EventLog  # noqa: PLC0415
     from runner.execute import ChildSpec, run_child  # noqa: PLC0415
+    from runner.protocol import make_spec  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="utr-init-") as tmp:
-        work = Path(tmp)
-        (work / "spec.json").write_text(
-            json.dumps({"root": str(Path.cwd()), "entries": [], "selected": []})
+        work, log = Path(tmp), EventLog()
+        spec = make_spec(root=str(Path.cwd()), events=str(work / "events.jsonl"), entries=[])
+        (work / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
+        child = ChildSpec(
+            root=Path.cwd(),
+            targets=paths,
+            extra_args=("--collect-only",),
+            spec_file=work / "spec.json",
+            events_file=work / "events.jsonl",
+            log_file=work / "pytest.log",
+            timeout=300,
         )
-        log = EventLog()
-        run_child(
-            ChildSpec(
-                root=Path.cwd(),
-                targets=paths,
-                extra_args=("--collect-only",),
-                spec_file=work / "spec.json",
-                events_file=work / "events.jsonl",
-                log_file=work / "pytest.log",
-                timeout=300,
-            ),
-            log.apply,
-        )
+        run_child(child, log.apply, log.done)
+    if not log.session_finished:
+        raise RunBrokenError("pytest could not collect the tests here (its session broke)")
     return log.unregistered
 
 

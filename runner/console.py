@@ -10,16 +10,16 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.errors import ExitCode
-from runner.report_json import Outcome
-from runner.results import FAILING, Status
-from runner.summary import TierSummary, money
+from runner.results import Status
+from runner.summary import TierSummary, money, test_counts
+from runner.verdict import Outcome
 
-_VERDICT = {
+_VERDICT: dict[int, tuple[str, str]] = {
     ExitCode.OK: ("PASSED", "bold green"),
     ExitCode.TESTS_FAILED: ("FAILED", "bold red"),
+    ExitCode.EMPTY_SELECTION: ("NOT VERIFIED", "bold yellow"),
     ExitCode.GATE_FAILED: ("GATE NOT MET", "bold yellow"),
     ExitCode.RUN_BROKEN: ("RUN BROKEN", "bold red"),
-    ExitCode.INTERRUPTED: ("INTERRUPTED", "bold yellow"),
 }
 
 
@@ -49,11 +49,8 @@ def render_summary(console: Console, outcome: Outcome) -> None:
 
 def _test_counts(outcome: Outcome) -> str:
     """The plain closing line CI log readers look for: pytest tests, not entries."""
-    tests = [t for e in outcome.run.entries for t in e.tests]
-    passed = sum(t.status in (Status.PASSED, Status.FLAKY) for t in tests)
-    failed = sum(t.status in FAILING for t in tests)
-    skipped = sum(t.status in (Status.SKIPPED, Status.NOT_RUN) for t in tests)
-    return f"tests: {passed} passed, {failed} failed, {skipped} skipped"
+    counts = test_counts(outcome.run.entries)
+    return "tests: " + ", ".join(f"{n} {label}" for label, n in counts.items())
 
 
 def _table(outcome: Outcome) -> Table:
@@ -110,17 +107,15 @@ def _failures(console: Console, outcome: Outcome) -> None:
 
 
 def _notes(console: Console, outcome: Outcome) -> None:
-    for reason in outcome.run.broken:
-        console.print(Text(f"run broken: {reason}", style="bold red"))
+    for broken in outcome.broken:
+        console.print(Text(f"run broken: {broken}", style="bold red"), soft_wrap=True)
     for warning in outcome.run.warnings:
         console.print(Text(f"warning: {warning}", style="yellow"))
     for nodeid in outcome.run.unregistered[:10]:
         console.print(Text(f"  unregistered: {nodeid}", style="yellow"))
-    not_run = [r for r in outcome.run.entries if r.status is Status.NOT_RUN]
-    if not_run:
-        console.print(
-            Text(f"{len(not_run)} selected tests did not run: {not_run[0].note}", style="yellow")
-        )
+    for reason in outcome.reasons:  # the broken run above, the gate below
+        if reason.code not in (ExitCode.RUN_BROKEN, ExitCode.GATE_FAILED):
+            console.print(Text(f"why: {reason.text}", style="yellow"), soft_wrap=True)
 
 
 def _gate(console: Console, outcome: Outcome) -> None:
@@ -134,7 +129,7 @@ def _gate(console: Console, outcome: Outcome) -> None:
 
 
 def _verdict(console: Console, outcome: Outcome) -> None:
-    label, style = _VERDICT.get(ExitCode(outcome.exit_code), ("DONE", "bold"))
+    label, style = _VERDICT.get(outcome.exit_code, ("INTERRUPTED", "bold yellow"))
     total = outcome.summary.total
     console.print(
         Text(

@@ -13,6 +13,7 @@ from runner.results import EntryResult, Status
 
 DEFAULT_FILE = ".test_durations.json"
 FALLBACK_SECONDS = 1.0
+MAX_SECONDS = 7 * 24 * 3600.0  # longer (or Infinity, or NaN) is no duration: ignored
 _RECORDED = frozenset({Status.PASSED, Status.FAILED, Status.FLAKY, Status.ERROR})
 
 
@@ -27,7 +28,7 @@ def load(path: Path) -> dict[str, float]:
     return {
         str(k): float(v)
         for k, v in data.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
+        if isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < MAX_SECONDS
     }
 
 

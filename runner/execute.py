@@ -1,8 +1,11 @@
-"""The only module that starts processes: pytest in a child, in its own process group.
+"""Start one pytest child in its own process group and supervise it to the end.
 
 Events are read from a file the child's plugin appends to, so progress and results
-survive whatever happens to the child. On timeout or Ctrl-C the whole group is sent
-SIGTERM, then SIGKILL after a grace period; nothing it started is left running.
+survive whatever happens to the child. On a timeout or a stop signal the whole group is
+sent SIGTERM, then SIGKILL after a grace period. Once pytest has finished its session, a
+process that still does not exit (a non-daemon thread, say) gets a short grace and is then
+stopped: its results stand. Whatever the child started is stopped when it ends
+(runner.reaper), wherever it went.
 """
 
 from __future__ import annotations
@@ -12,18 +15,20 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import prewarm
+from runner import boot, prewarm, signals
 from runner.errors import RunBrokenError
+from runner.protocol import SPEC_OPTION
+from runner.reaper import Leftovers, become_subreaper
 
 POLL_SECONDS = 0.02
+FOLLOW_EVERY = 10  # polls between two looks at the child's process tree
+EXIT_GRACE = 5.0  # seconds a child may take to exit once pytest has finished
 EventHandler = Callable[[dict[str, Any]], None]
 
 
@@ -41,58 +46,64 @@ class ChildSpec:
     grace: float = 5.0
     env: tuple[tuple[str, str], ...] = ()  # set for the child (an environment profile)
 
+    @property
+    def targets_file(self) -> Path:
+        return self.spec_file.with_suffix(".args")
+
 
 @dataclass(frozen=True, kw_only=True)
 class ChildExit:
     """How the child ended."""
 
     returncode: int | None
-    timed_out: bool
-    interrupted: bool
+    stopped: str  # why the runner stopped it: timeout, lingered, a signal's name; or ''
     duration: float
+
+    @property
+    def timed_out(self) -> bool:
+        return self.stopped == "timeout"
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stopped in {s.name for s in signals.HANDLED}
 
 
 def pytest_argv(spec: ChildSpec) -> list[str]:
-    """An argument list (never a shell string); targets follow `--` so none is an option."""
-    return [
-        sys.executable,
-        "-m",
-        "pytest",
+    """An argument list (never a shell string). Targets come from a file pytest reads
+    (`@file`), after `--`: none is taken for an option, and no length is too long."""
+    return boot.command(
         "-p",
-        "runner.plugin",
+        boot.plugin_module(),
+        f"{SPEC_OPTION}={spec.spec_file}",  # one word: no path of it counts for the rootdir
         *spec.extra_args,
         "--",
-        *spec.targets,
-    ]
+        f"@{spec.targets_file}",
+    )
 
 
-def child_env(spec: ChildSpec) -> dict[str, str]:
-    """The parent's environment plus where to find the plugin and write events."""
-    env = prewarm.base_env(dict(spec.env))
-    env["UTR_EVENTS"] = str(spec.events_file)
-    env["UTR_SELECTION"] = str(spec.spec_file)
-    return env
-
-
-def run_child(spec: ChildSpec, on_event: EventHandler) -> ChildExit:
-    """Run pytest, feeding each event to `on_event` as it arrives."""
+def run_child(spec: ChildSpec, on_event: EventHandler, finished: Callable[[], bool]) -> ChildExit:
+    """Run pytest, feeding each event to `on_event` as it arrives; `finished` says when
+    pytest is done with its session (from the events)."""
     spec.events_file.touch()
+    spec.targets_file.write_text("".join(f"{t}\n" for t in spec.targets), encoding="utf-8")
     started = time.monotonic()
-    with spec.log_file.open("wb") as log:
+    become_subreaper()
+    leftovers = Leftovers()
+    with spec.log_file.open("ab") as log:
         proc = _spawn(spec, log)
-        with _EventTail(spec.events_file, on_event) as tail:
-            timed_out, interrupted = _supervise(proc, spec, tail, started)
-            tail.drain()
+        try:
+            with _EventTail(spec.events_file, on_event) as tail:
+                stopped = _supervise(proc, spec, tail, leftovers, finished)
+                tail.drain()
+        finally:
+            _end(proc, leftovers)
     return ChildExit(
-        returncode=proc.returncode,
-        timed_out=timed_out,
-        interrupted=interrupted,
-        duration=time.monotonic() - started,
+        returncode=proc.returncode, stopped=stopped, duration=time.monotonic() - started
     )
 
 
 def _spawn(spec: ChildSpec, log: Any) -> subprocess.Popen[bytes]:
-    argv, env = pytest_argv(spec), child_env(spec)
+    argv, env = pytest_argv(spec), prewarm.base_env(dict(spec.env))
     ready = prewarm.take(spec.root, env)  # a child already past pytest's imports
     if ready is not None and prewarm.launch(ready, argv[3:], env, spec.log_file):
         return ready
@@ -110,50 +121,56 @@ def _spawn(spec: ChildSpec, log: Any) -> subprocess.Popen[bytes]:
         raise RunBrokenError(f"cannot start pytest: {exc}") from None
 
 
+class _Watch:
+    """Why the child should be stopped now, if it should."""
+
+    def __init__(self, spec: ChildSpec, finished: Callable[[], bool]) -> None:
+        self.deadline = time.monotonic() + spec.timeout
+        self.finished = finished
+        self.exit_by: float | None = None
+
+    def reason(self) -> str:
+        now = time.monotonic()
+        if signals.requested():
+            return signals.requested()
+        if now >= self.deadline:
+            return "timeout"
+        if self.finished():
+            self.exit_by = self.exit_by or now + EXIT_GRACE
+            if now >= self.exit_by:
+                return "lingered"
+        return ""
+
+
 def _supervise(
-    proc: subprocess.Popen[bytes], spec: ChildSpec, tail: _EventTail, started: float
-) -> tuple[bool, bool]:
-    deadline = started + spec.timeout
-    with _StopRequest() as stop:
-        while proc.poll() is None:
-            tail.drain()
-            if stop.requested:
-                stop_group(proc, spec.grace)
-                return False, True
-            if time.monotonic() >= deadline:
-                stop_group(proc, spec.grace)
-                return True, False
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(POLL_SECONDS)  # returns as soon as the child ends
-    _kill_leftovers(proc.pid)
-    return False, stop.requested
+    proc: subprocess.Popen[bytes],
+    spec: ChildSpec,
+    tail: _EventTail,
+    leftovers: Leftovers,
+    finished: Callable[[], bool],
+) -> str:
+    watch = _Watch(spec, finished)
+    polls = 0
+    while proc.poll() is None:
+        tail.drain()
+        reason = watch.reason()
+        if reason:
+            stop_group(proc, 0.0 if signals.insistent() else spec.grace)
+            return reason
+        polls += 1
+        if polls % FOLLOW_EVERY == 0:
+            leftovers.follow(proc.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(POLL_SECONDS)  # returns as soon as the child ends
+    return ""
 
 
-class _StopRequest:
-    """Turns SIGINT / SIGTERM into a flag while the child runs.
-
-    A KeyboardInterrupt raised in the middle of reading events could drop lines
-    already read; a flag checked between reads cannot.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.previous: dict[signal.Signals, Any] = {}
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self.requested = True
-
-    def __enter__(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self.previous[sig] = signal.signal(sig, self._on_signal)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
+def _end(proc: subprocess.Popen[bytes], leftovers: Leftovers) -> None:
+    """However supervision ended (an exception included), nothing of the child lives on."""
+    if proc.poll() is None:
+        stop_group(proc, 0.0)
+    leftovers.stop(proc.pid)
+    _signal_group(proc.pid, signal.SIGKILL)
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
@@ -161,12 +178,8 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
     _signal_group(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace)
-    _kill_leftovers(proc.pid)
+    _signal_group(proc.pid, signal.SIGKILL)
     proc.wait()
-
-
-def _kill_leftovers(pgid: int) -> None:
-    _signal_group(pgid, signal.SIGKILL)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

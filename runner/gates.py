@@ -1,13 +1,12 @@
-"""Stage gates and the run's exit code: the verdict CI acts on."""
+"""Stage gates: conditions from the registry a finished run must meet for CI to go on."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from runner.errors import ExitCode
 from runner.model import Gate, Registry
-from runner.results import FAILING, PROTECTING, EntryResult
+from runner.results import PROTECTING, EntryResult
 from runner.summary import Summary, money
 
 
@@ -66,18 +65,3 @@ def _all_failures(gate: Gate, results: list[EntryResult]) -> list[str]:
     if gate.require_all and bad:
         return [f"require_all: {len(bad)} of {len(results)} selected tests did not pass"]
     return []
-
-
-def exit_code(
-    *, interrupted: bool, broken: bool, results: Iterable[EntryResult], gate: GateVerdict | None
-) -> ExitCode:
-    """The first of 130, 5, 1, 4 that holds wins; else 0."""
-    if interrupted:
-        return ExitCode.INTERRUPTED
-    if broken:
-        return ExitCode.RUN_BROKEN
-    if any(r.status in FAILING for r in results):
-        return ExitCode.TESTS_FAILED
-    if gate is not None and not gate.held:
-        return ExitCode.GATE_FAILED
-    return ExitCode.OK

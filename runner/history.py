@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-from runner.report_json import Outcome
+from runner.errors import UsageError
 from runner.results import Status
+from runner.verdict import Outcome
 
 DEFAULT_FILE = ".runner/history.sqlite"
 SCHEMA = """
@@ -21,8 +23,12 @@ CREATE TABLE IF NOT EXISTS results (run_id INTEGER REFERENCES runs(id), entry_id
 
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(path)
-    db.executescript(SCHEMA)
+    db = sqlite3.connect(path, timeout=2.0)  # a locked database: a warning, not a wait
+    try:
+        db.executescript(SCHEMA)
+    except sqlite3.Error:
+        db.close()
+        raise
     return db
 
 
@@ -59,10 +65,9 @@ def append(path: Path, outcome: Outcome) -> int:
         total.at_risk,
         total.unverified,
     )
-    with _connect(path) as db:
+    with contextlib.closing(_connect(path)) as db, db:
         run_id = int(db.execute(INSERT_RUN, row).lastrowid or 0)
         db.executemany("INSERT INTO results VALUES (?, ?, ?, ?, ?)", _results(run_id, outcome))
-    db.close()
     return run_id
 
 
@@ -80,11 +85,16 @@ def _results(run_id: int, outcome: Outcome) -> list[tuple[Any, ...]]:
 
 
 def summary(path: Path, last: int = 20) -> dict[str, Any]:
-    with _connect(path) as db:
-        runs = db.execute(RUNS, (last,)).fetchall()
-        flaky = db.execute(FLAKIEST, (Status.FLAKY,)).fetchall()
-        slow = db.execute(SLOWEST).fetchall()
-    db.close()
+    """The history's figures; a file that is not a readable history is a UsageError."""
+    if not path.exists():
+        return {"runs": [], "flakiest": [], "slowest": []}
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=2.0)) as db:
+            runs = db.execute(RUNS, (last,)).fetchall()
+            flaky = db.execute(FLAKIEST, (Status.FLAKY,)).fetchall()
+            slow = db.execute(SLOWEST).fetchall()
+    except sqlite3.Error as exc:
+        raise UsageError(f"{path}: cannot read the run history: {exc}") from None
     return {
         "runs": [dict(zip(RUN_KEYS, r, strict=True)) for r in runs[::-1]],
         "flakiest": [

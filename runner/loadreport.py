@@ -1,78 +1,118 @@
-"""Read a JSON run report back into results: for `report` (re-render) and `merge` (shards)."""
+"""Read a JSON run report back into results: for `report` (re-render) and `merge` (shards).
+
+A report is input like any other: a truncated, non-UTF-8, older or partial file, or one
+with a number that is not finite, is refused with one line naming what is wrong.
+"""
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
-from runner.orchestrate import RunResult
 from runner.report_json import SCHEMA, SCHEMA_VERSION
-from runner.results import Attempt, EntryResult, Status, TestResult
+from runner.results import Attempt, ChildRun, EntryResult, RunResult, Status, TestResult
+
+EXTRA_KEYS = ("shard", "selection", "environment", "changed")
+_CHILD_FIELDS = {f.name for f in fields(ChildRun)}
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number a report may hold")
 
 
 def read_report(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
-    except ValueError as exc:
-        raise UsageError(f"{path}: not a JSON report ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{path}: not a JSON report ({str(exc).splitlines()[0]})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:
         raise UsageError(f"{path}: not a unified-test-runner run report")
     if data.get("schema_version") != SCHEMA_VERSION:
-        raise UsageError(f"{path}: schema version {data.get('schema_version')} is not supported")
+        raise UsageError(
+            f"{path}: schema version {data.get('schema_version')!r} is not supported "
+            f"(this runner reads version {SCHEMA_VERSION}; re-run to get one)"
+        )
     return data
+
+
+def load_run(path: Path, data: dict[str, Any]) -> RunResult:
+    """The run a report holds, or a UsageError naming the first thing missing or wrong."""
+    try:
+        return run_from_report(data)
+    except KeyError as exc:
+        raise UsageError(f"{path}: an incomplete run report (no {exc.args[0]!r})") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise UsageError(f"{path}: a malformed run report ({exc})") from None
 
 
 def run_from_report(data: dict[str, Any]) -> RunResult:
     meta = data["run"]
     return RunResult(
-        level=meta["level"],
-        started_at=meta["started_at"],
-        duration=float(meta["duration_s"]),
+        level=str(meta["level"]),
+        started_at=str(meta["started_at"]),
+        duration=_seconds(meta["duration_s"]),
         entries=tuple(_entry(e) for e in data["tests"]),
-        unregistered=tuple(data.get("unregistered", ())),
-        broken=tuple(meta.get("broken", ())),
-        warnings=tuple(meta.get("warnings", ())),
-        interrupted=bool(meta.get("interrupted")),
-        timed_out=bool(meta.get("timed_out")),
-        pytest_exit=meta.get("pytest_exit"),
-        log_file=meta.get("log_file", ""),
-        extra=_extra(meta),
+        unregistered=tuple(str(u) for u in data["unregistered"]),
+        warnings=tuple(str(w) for w in meta["warnings"]),
+        children=tuple(_child(c) for c in meta["children"]),
+        problems=tuple(str(p) for p in meta["problems"]),
+        interrupted_by=str(meta["interrupted_by"]),
+        timeout=_seconds(meta["timeout_s"]),
+        log_file=str(meta["log_file"]),
+        extra={k: meta[k] for k in EXTRA_KEYS if k in meta},
     )
 
 
-def _extra(meta: dict[str, Any]) -> dict[str, Any]:
-    return {k: meta[k] for k in ("shard", "selection", "environment", "changed") if k in meta}
+def _seconds(value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{value!r} is not a duration")
+    return number
+
+
+def _child(data: dict[str, Any]) -> ChildRun:
+    values = {k: v for k, v in data.items() if k in _CHILD_FIELDS}
+    values["crashed"] = tuple((str(c["nodeid"]), str(c["worker"])) for c in data["crashed"])
+    values["internal_errors"] = tuple(data["internal_errors"])
+    values["workers_down"] = tuple(data["workers_down"])
+    return ChildRun(**values)
 
 
 def _entry(data: dict[str, Any]) -> EntryResult:
     return EntryResult(
-        entry_id=data["id"],
+        entry_id=str(data["id"]),
         status=Status(data["status"]),
-        note=data["note"],
-        tests=tuple(_test(data["id"], t) for t in data["tests"]),
+        note=str(data["note"]),
+        collect_error=str(data["collect_error"]),
+        left_out=str(data["left_out"]),
+        tests=tuple(_test(str(data["id"]), t) for t in data["tests"]),
     )
 
 
 def _test(entry_id: str, data: dict[str, Any]) -> TestResult:
     return TestResult(
-        nodeid=data["nodeid"],
+        nodeid=str(data["nodeid"]),
         entry_id=entry_id,
         status=Status(data["status"]),
-        duration=float(data["duration_s"]),
-        message=data["message"],
-        longrepr=data["longrepr"],
-        output=data["output"],
+        duration=_seconds(data["duration_s"]),
+        message=str(data["message"]),
+        longrepr=str(data["longrepr"]),
+        output=str(data["output"]),
         worker=str(data.get("worker", "")),
         attempts=tuple(
             Attempt(
-                number=a["number"],
+                number=int(a["number"]),
                 status=Status(a["status"]),
-                duration=float(a["duration_s"]),
-                message=a["message"],
+                duration=_seconds(a["duration_s"]),
+                message=str(a["message"]),
             )
             for a in data["attempts"]
         ),

@@ -62,6 +62,8 @@ class Entry:
     owner: str = "unowned"
     group: str = ""
     covers: tuple[str, ...] = ()
+    # environments where skipped tests are expected ("*": every one): a partial run passes
+    allow_skips: tuple[str, ...] = ()
     line: int = 0
 
     @property
@@ -71,6 +73,9 @@ class Entry:
     @property
     def pending(self) -> bool:
         return self.status == PENDING
+
+    def skips_allowed(self, environment: str | None) -> bool:
+        return "*" in self.allow_skips or (environment or "local") in self.allow_skips
 
 
 @dataclass(frozen=True, kw_only=True)

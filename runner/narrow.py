@@ -73,7 +73,12 @@ def _shard(current: Narrowed, durations: dict[str, float], spec: tuple[int, int]
     expected = sum(durations.get(e.id, 0.0) for e in bins[index - 1])
     meta = {
         **current.meta,
-        "shard": {"index": index, "total": total},
+        "shard": {
+            "index": index,
+            "total": total,
+            "plan": plan_id(runnable, durations, total),
+            "entries": [e.id for e in bins[index - 1]],
+        },
         "selection": [e.id for e in current.selection.entries],
     }
     note = (
@@ -85,6 +90,15 @@ def _shard(current: Narrowed, durations: dict[str, float], spec: tuple[int, int]
     )
 
 
+def plan_id(entries: list[Entry], durations: dict[str, float], total: int) -> str:
+    """What a shard plan was cut from: shards of one plan carry the same id, so `merge`
+    can tell shards planned from different durations files or selections."""
+    import hashlib  # noqa: PLC0415 - only --shard needs it
+
+    basis = [total, *((e.id, round(durations.get(e.id, 0.0), 3)) for e in entries)]
+    return hashlib.sha256(repr(basis).encode()).hexdigest()[:16]
+
+
 def _budget(current: Narrowed, durations: dict[str, float], seconds: float) -> Narrowed:
     chosen, out = budget.choose(list(current.selection.runnable), durations, seconds)
     left = tuple(
@@ -92,6 +106,7 @@ def _budget(current: Narrowed, durations: dict[str, float], seconds: float) -> N
             entry_id=e.id,
             status=Status.NOT_RUN,
             note=f"left out by --budget {seconds:g} s (expected {durations.get(e.id, 0.0):.1f} s)",
+            left_out="budget",
         )
         for e in out
     )

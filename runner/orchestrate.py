@@ -1,4 +1,9 @@
-"""Run a selection: one pytest child (plus retries), events folded into entry results."""
+"""Run a selection: a pytest child, a fresh one for the rest after a crash, then retries.
+
+Every child of a run shares its working directory and its deadline (the level timeout).
+When a test takes its process down, that test is an error and the tests not yet run get
+a new child (never the crasher again), up to `max_restarts` times.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runner import signals
+from runner.entries import RunFacts, entry_results
 from runner.errors import RegistryError
 from runner.events import EventLog, Interruption
 from runner.execute import ChildExit, ChildSpec, run_child
 from runner.model import Entry, Registry
-from runner.results import FAILING, EntryResult, Status, TestResult, rollup
+from runner.protocol import make_spec
+from runner.results import FAILING, ChildRun, EntryResult, RunResult, Status, TestResult
 from runner.retry import retry_failures
 from runner.select import Selection, level_timeout
 from runner.workers import xdist_args
@@ -33,24 +41,26 @@ class RunOptions:
     retry: bool = True
     workers: str | None = None
     env: tuple[tuple[str, str], ...] = ()
+    max_restarts: int = 5  # fresh children after crashes (and xdist worker replacements)
+    environment: str | None = None  # the --env profile's name
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunResult:
-    """Everything a report needs about one run."""
+class _Child:
+    log: EventLog
+    exit: ChildExit
+    facts: ChildRun
+    results: list[TestResult]
 
-    level: str
-    started_at: str
-    duration: float
-    entries: tuple[EntryResult, ...]
-    unregistered: tuple[str, ...] = ()
-    broken: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    interrupted: bool = False
-    timed_out: bool = False
-    pytest_exit: int | None = None
-    log_file: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    @property
+    def crashed_in(self) -> set[str]:
+        """The tests that took a process down: never run again."""
+        return {n for n, _ in self.facts.crashed} | ({self.facts.died_in} - {""})
+
+    @property
+    def crashed(self) -> bool:
+        """Died in the middle of its session, with tests it never started."""
+        return not self.exit.stopped and self.log.collected and not self.log.session_finished
 
 
 def run_selection(
@@ -61,8 +71,15 @@ def run_selection(
 ) -> RunResult:
     """Execute the runnable part of `selection`; pending entries stay pending."""
     workdir = Path(tempfile.mkdtemp(prefix="utr-"))
+    timeout = options.timeout or level_timeout(registry, selection.level)
     run = _Run(
-        registry=registry, selection=selection, options=options, on_event=on_event, workdir=workdir
+        registry=registry,
+        selection=selection,
+        options=options,
+        on_event=on_event,
+        workdir=workdir,
+        deadline=time.monotonic() + timeout,
+        timeout=timeout,
     )
     try:
         result = _execute(run)
@@ -75,69 +92,87 @@ def run_selection(
 def _execute(run: _Run) -> RunResult:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     clock = time.monotonic()
-    timeout = run.options.timeout or level_timeout(run.registry, run.selection.level)
-    log, exit_ = run.once(_targets(run.registry, run.selection.runnable), timeout, 1)
-    tests = log.finish(_interruption(log, exit_, timeout))
-    if run.options.retry and not (exit_.interrupted or exit_.timed_out):
-        remaining = timeout - (time.monotonic() - clock)
-        tests = retry_failures(run.registry, tests, run.rerun, remaining)
-    return _run_result(run, log, exit_, tests, started_at=started_at, clock=clock)
+    if signals.requested():  # stopped before anything started: nothing ran, all is reported
+        return _result(run, EventLog(), [], started_at, clock)
+    first = run.once(_targets(run.registry, run.selection.runnable), None, "run", 1)
+    tests = {t.nodeid: t for t in first.results}
+    _resume(run, first, tests)
+    if run.options.retry and not any(c.exit.stopped for c in run.children):
+        crashers = {n for c in run.children for n in c.crashed_in}
+        retried = retry_failures(
+            run.registry, list(tests.values()), run.rerun, run.left(), crashers
+        )
+        tests = {t.nodeid: t for t in retried}
+    return _result(run, first.log, list(tests.values()), started_at, clock)
+
+
+def _resume(run: _Run, child: _Child, tests: dict[str, TestResult]) -> None:
+    """After a crash, a fresh child for the tests the dead one never started."""
+    restarts = 0
+    while child.crashed and restarts < run.options.max_restarts and run.left() > 0:
+        rest = [n for n in child.log.not_started() if tests[n].status is Status.NOT_RUN]
+        if not rest or signals.requested():
+            return
+        restarts += 1
+        child = run.once(_files(rest), rest, "resume", 1)
+        tests.update({t.nodeid: t for t in child.results if t.nodeid in tests})
+
+
+def _result(
+    run: _Run, first: EventLog, tests: list[TestResult], started_at: str, clock: float
+) -> RunResult:
+    stopped = run.children[0].exit.stopped if run.children else signals.requested()
+    environment = run.options.environment
+    facts = RunFacts(first=first, stopped=stopped, timeout=run.timeout, environment=environment)
+    signalled = (c.exit.stopped for c in run.children if c.exit.interrupted)
+    return RunResult(
+        level=run.selection.level,
+        started_at=started_at,
+        duration=time.monotonic() - clock,
+        entries=entry_results(run.selection, tests, facts),
+        unregistered=tuple(first.unregistered),
+        warnings=_warnings(run, first),
+        children=tuple(c.facts for c in run.children),
+        interrupted_by=next(signalled, "") or signals.requested(),
+        timeout=run.timeout,
+        log_file=str(run.workdir / "pytest-1.log") if run.children else "",
+    )
 
 
 def _tidy(result: RunResult, workdir: Path) -> RunResult:
     """Keep pytest's own output only when something went wrong: it is where to look."""
     troubled = (
-        result.broken
-        or result.interrupted
-        or result.timed_out
+        result.interrupted
+        or any(c.returncode not in (0, None) or c.stopped for c in result.children)
         or any(e.status in FAILING for e in result.entries)
     )
-    if troubled:
-        for path in workdir.iterdir():
-            if path.suffix != ".log":
-                path.unlink()
-        return result
-    shutil.rmtree(workdir, ignore_errors=True)
-    return replace(result, log_file="")
-
-
-def _run_result(
-    run: _Run,
-    log: EventLog,
-    exit_: ChildExit,
-    tests: list[TestResult],
-    *,
-    started_at: str,
-    clock: float,
-) -> RunResult:
-    entries = _entry_results(run.selection, tests, log, exit_)
-    return RunResult(
-        level=run.selection.level,
-        started_at=started_at,
-        duration=time.monotonic() - clock,
-        entries=entries,
-        unregistered=tuple(log.unregistered),
-        broken=_broken(log, exit_, entries),
-        warnings=_warnings(log, run.selection),
-        interrupted=any(e.interrupted for e in run.exits),
-        timed_out=any(e.timed_out for e in run.exits),
-        pytest_exit=exit_.returncode,
-        log_file=str(run.workdir / "pytest-1.log"),
-    )
+    if not troubled:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return replace(result, log_file="")
+    for path in workdir.iterdir():  # a test may have left anything here, directories too
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.suffix != ".log":
+            path.unlink(missing_ok=True)
+    return result
 
 
 def _targets(registry: Registry, entries: tuple[Entry, ...]) -> tuple[str, ...]:
     """Suite roots (so unregistered tests are seen) plus entries outside them."""
     roots = [r for r in registry.suite_roots if (registry.root / r).is_dir()]
-    outside = [e.path for e in entries if not any(_under(e.file_part, r) for r in roots)]
+    outside = [e.file_part for e in entries if not any(_under(e.file_part, r) for r in roots)]
     return tuple(dict.fromkeys([*roots, *outside]))
+
+
+def _files(nodeids: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(n.split("::", 1)[0] for n in nodeids))
 
 
 def _under(path: str, root: str) -> bool:
     return Path(path).is_relative_to(Path(root))
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class _Run:
     """What every child of one run shares."""
 
@@ -146,62 +181,94 @@ class _Run:
     options: RunOptions
     workdir: Path
     on_event: EventHandler | None
-    exits: list[ChildExit] = field(default_factory=list)
+    deadline: float
+    timeout: float
+    children: list[_Child] = field(default_factory=list)
 
-    def child(self, targets: tuple[str, ...], timeout: float, attempt: int) -> ChildSpec:
-        # reruns of the few tests that failed run in one process: no workers to start
-        workers = xdist_args(
-            self.options.workers if attempt == 1 else None, self.selection.runnable
-        )
-        return ChildSpec(
-            root=self.registry.root,
-            targets=targets,
-            timeout=timeout,
-            grace=self.options.grace,
-            env=self.options.env,
-            extra_args=("--continue-on-collection-errors", *workers, *self.options.extra_args),
-            spec_file=self._write_spec(attempt),
-            events_file=self.workdir / f"events-{attempt}.jsonl",
-            log_file=self.workdir / f"pytest-{attempt}.log",
-        )
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
 
     def once(
-        self, targets: tuple[str, ...], timeout: float, attempt: int
-    ) -> tuple[EventLog, ChildExit]:
-        spec = self.child(targets, timeout, attempt)
+        self, targets: tuple[str, ...], only: list[str] | None, purpose: str, attempt: int
+    ) -> _Child:
+        number = len(self.children) + 1
         log = EventLog()
+        handle = self._handler(log, attempt)
+        exit_ = run_child(self._spec(targets, only, purpose, number), handle, log.done)
+        if number == 1:
+            _raise_registry_problems(self.registry, log)
+        facts = log.facts(attempt, purpose, exit_.returncode, exit_.stopped)
+        facts = replace(facts, log_tail=_tail(self.workdir / f"pytest-{number}.log", facts))
+        child = _Child(
+            log=log,
+            exit=exit_,
+            facts=facts,
+            results=log.finish(_interruption(log, exit_, self.timeout), attempt),
+        )
+        self.children.append(child)
+        return child
 
+    def _handler(self, log: EventLog, attempt: int) -> EventHandler:
         def handle(event: dict[str, Any]) -> None:
             log.apply(event)
             if self.on_event is not None:
                 self.on_event({**event, "attempt": attempt})
 
-        exit_ = run_child(spec, handle)
-        self.exits.append(exit_)
-        _raise_registry_problems(self.registry, log)
-        return log, exit_
+        return handle
 
     def rerun(self, nodeids: tuple[str, ...], timeout: float, attempt: int) -> list[TestResult]:
-        log, exit_ = self.once(nodeids, timeout, attempt)
-        return log.finish(_interruption(log, exit_, timeout), attempt)
+        if signals.requested():
+            return []
+        return self.once(_files(list(nodeids)), list(nodeids), "retry", attempt).results
 
-    def _write_spec(self, attempt: int) -> Path:
-        """A rerun collects only the tests it retries: registry checks belong to attempt 1."""
-        path = self.workdir / f"selection-{attempt}.json"
-        entries = [
-            {"id": e.id, "path": e.path, "group": e.group}
-            for e in self.registry.tests
-            if not e.pending
-        ]
-        spec = {
-            "root": str(self.registry.root),
-            "check_registry": attempt == 1,
-            "strict": self.options.strict,
-            "entries": entries,
-            "selected": [e.id for e in self.selection.runnable],
-        }
+    def _spec(
+        self, targets: tuple[str, ...], only: list[str] | None, purpose: str, number: int
+    ) -> ChildSpec:
+        # reruns of the few tests that failed run in one process: no workers to start
+        workers = self.options.workers if purpose != "retry" else None
+        xdist = xdist_args(workers, self.selection.runnable, self.options.max_restarts)
+        return ChildSpec(
+            root=self.registry.root,
+            targets=targets,
+            timeout=max(self.left(), 0.0),
+            grace=self.options.grace,
+            env=self.options.env,
+            extra_args=("--continue-on-collection-errors", *xdist, *self.options.extra_args),
+            spec_file=self._write_spec(only, number),
+            events_file=self.workdir / f"events-{number}.jsonl",
+            log_file=self.workdir / f"pytest-{number}.log",
+        )
+
+    def _write_spec(self, only: list[str] | None, number: int) -> Path:
+        """Registry checks belong to the first child: the others run parts of its tests."""
+        path = self.workdir / f"selection-{number}.json"
+        spec = make_spec(
+            root=str(self.registry.root),
+            events=str(self.workdir / f"events-{number}.jsonl"),
+            entries=[
+                {"id": e.id, "path": e.path, "group": e.group}
+                for e in self.registry.tests
+                if not e.pending
+            ],
+            selected=[e.id for e in self.selection.runnable],
+            only=only,
+            check_registry=number == 1,
+            strict=self.options.strict,
+        )
         path.write_text(json.dumps(spec), encoding="utf-8")
         return path
+
+
+def _tail(log_file: Path, facts: ChildRun) -> str:
+    """pytest's last words, where its exit status is an error of its own (not failures)."""
+    if facts.returncode in (0, 1, None) or facts.stopped:
+        return ""
+    try:
+        lines = log_file.read_bytes()[-4000:].decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    words = [ln.strip() for ln in lines if ln.strip()]
+    return words[-1][:300] if words else ""
 
 
 def _raise_registry_problems(registry: Registry, log: EventLog) -> None:
@@ -231,101 +298,36 @@ def _interruption(log: EventLog, exit_: ChildExit, timeout: float) -> Interrupti
         return Interruption(
             running=Status.NOT_RUN,
             waiting=Status.NOT_RUN,
-            reason="not run: the run was interrupted (Ctrl-C)",
+            reason=f"not run: the run was interrupted by {signals.describe(exit_.stopped)}",
         )
-    if log.exitstatus is None:
-        why = _death(exit_.returncode)
+    if not log.session_finished and exit_.stopped != "lingered":
         return Interruption(
             running=Status.ERROR,
             waiting=Status.NOT_RUN,
-            reason=f"the pytest process died ({why}) before this test finished",
+            reason=f"the pytest process died ({death(exit_.returncode)}) before this test finished",
         )
     return None
 
 
-def _death(returncode: int | None) -> str:
+def death(returncode: int | None) -> str:
     if returncode is not None and returncode < 0:
         return f"killed by signal {-returncode}"
     return f"exit code {returncode}"
 
 
-def _entry_results(
-    selection: Selection, tests: list[TestResult], log: EventLog, exit_: ChildExit
-) -> tuple[EntryResult, ...]:
-    by_entry: dict[str, list[TestResult]] = {}
-    for test in tests:
-        by_entry.setdefault(test.entry_id, []).append(test)
-    return tuple(
-        _one_entry(e, tuple(by_entry.get(e.id, ())), log, exit_) for e in selection.entries
-    )
-
-
-def _one_entry(
-    entry: Entry, tests: tuple[TestResult, ...], log: EventLog, exit_: ChildExit
-) -> EntryResult:
-    if entry.pending:
-        return EntryResult(
-            entry_id=entry.id, status=Status.PENDING, note="pending: registered, not written yet"
-        )
-    problems = log.collect_problems.get(entry.id, [])
-    failed = [p for p in problems if p["event"] == "collect_failed"]
-    if failed:
-        return EntryResult(
-            entry_id=entry.id,
-            status=Status.ERROR,
-            tests=tests,
-            note=f"collection failed: {failed[0]['message']}",
-        )
-    if not tests:
-        return _empty_entry(entry, problems, log, exit_)
-    return rollup(entry.id, tests)
-
-
-def _empty_entry(
-    entry: Entry, problems: list[dict[str, Any]], log: EventLog, exit_: ChildExit
-) -> EntryResult:
-    if problems:
-        return EntryResult(
-            entry_id=entry.id,
-            status=Status.SKIPPED,
-            note=f"skipped at collection: {problems[0]['message']}",
-        )
-    if log.collected and not (exit_.timed_out or exit_.interrupted):
-        return EntryResult(
-            entry_id=entry.id,
-            status=Status.SKIPPED,
-            note="every test was deselected by the pytest arguments",
-        )
-    reason = _interruption(log, exit_, 0) if not log.collected else None
-    note = reason.reason if reason else "not run: the run stopped before collection finished"
-    return EntryResult(entry_id=entry.id, status=Status.NOT_RUN, note=note)
-
-
-def _broken(log: EventLog, exit_: ChildExit, entries: tuple[EntryResult, ...]) -> tuple[str, ...]:
-    reasons = [
-        f"pytest internal error: {m.splitlines()[-1] if m else ''}" for m in log.internal_errors
-    ]
-    if log.exitstatus is None and not (exit_.timed_out or exit_.interrupted):
-        reasons.append(f"the pytest process died ({_death(exit_.returncode)})")
-    elif exit_.returncode in (2, 3, 4) and not exit_.interrupted:
-        reasons.append(f"pytest exited with usage/internal error code {exit_.returncode}")
-    reasons += [f"pytest-xdist worker {w} died while running {n}" for n, w in log.crashed.items()]
-    if log.workers_down and not log.crashed:
-        reasons.append(f"pytest-xdist worker died between tests: {log.workers_down[0]}")
-    reasons += [
-        f"{e.entry_id}: {e.note}" for e in entries if e.note.startswith("collection failed")
-    ]
-    return tuple(reasons)
-
-
-def _warnings(log: EventLog, selection: Selection) -> tuple[str, ...]:
+def _warnings(run: _Run, log: EventLog) -> tuple[str, ...]:
     notes = []
     if log.unregistered:
         notes.append(f"{len(log.unregistered)} collected tests are not registered")
-    selected = {e.id for e in selection.entries}
+    selected = {e.id for e in run.selection.entries}
     for entry_id, problems in log.collect_problems.items():
         if entry_id not in selected and any(p["event"] == "collect_failed" for p in problems):
             notes.append(f"collection error outside the selection: {problems[0]['nodeid']}")
+    if any(c.exit.stopped == "lingered" for c in run.children):
+        notes.append(
+            "pytest finished but its process did not exit (a non-daemon thread or a child "
+            "it waits for?): stopped after the grace period; the results stand"
+        )
     return tuple(notes)
 
 
@@ -344,10 +346,9 @@ def run_staged(
         failed = any(r.status in FAILING for r in results[-1].entries)
         if failed or results[-1].interrupted:
             skipped = [e for e in selection.entries if e.tier in tiers[position + 1 :]]
+            reason = f"tier {tier} failed" if failed else "the run was interrupted"
             results.append(
-                _not_run(
-                    results[-1], skipped, f"not run: tier {tier} failed (--stop-after-failing-tier)"
-                )
+                _not_run(results[-1], skipped, f"not run: {reason} (--stop-after-failing-tier)")
             )
             break
     return combine(results)
@@ -357,9 +358,10 @@ def _not_run(last: RunResult, entries: list[Entry], note: str) -> RunResult:
     return replace(
         last,
         duration=0.0,
-        broken=(),
         warnings=(),
         unregistered=(),
+        children=(),
+        problems=(),
         entries=tuple(
             EntryResult(entry_id=e.id, status=Status.NOT_RUN, note=note) for e in entries
         ),
@@ -367,15 +369,15 @@ def _not_run(last: RunResult, entries: list[Entry], note: str) -> RunResult:
 
 
 def combine(results: list[RunResult]) -> RunResult:
-    """One run out of several (stages or shards): entries in order, flags or-ed."""
+    """One run out of several (stages or shards): entries in order, facts kept."""
     first = results[0]
     return replace(
         first,
         duration=sum(r.duration for r in results),
         entries=tuple(e for r in results for e in r.entries),
         unregistered=tuple(dict.fromkeys(u for r in results for u in r.unregistered)),
-        broken=tuple(b for r in results for b in r.broken),
         warnings=tuple(dict.fromkeys(w for r in results for w in r.warnings)),
-        interrupted=any(r.interrupted for r in results),
-        timed_out=any(r.timed_out for r in results),
+        children=tuple(c for r in results for c in r.children),
+        problems=tuple(p for r in results for p in r.problems),
+        interrupted_by=next((r.interrupted_by for r in results if r.interrupted_by), ""),
     )

@@ -1,8 +1,10 @@
-"""The pytest plugin loaded into the child (`-p runner.plugin`).
+"""The pytest plugin loaded into the child (`-p <package>.plugin --utr-spec PATH`).
 
-It maps collected tests to registry entries, deselects what the run did not select,
-and streams one JSON event per line to the file named by UTR_EVENTS, so the parent
-never scrapes pytest's text. It imports nothing from the rest of the runner.
+It maps collected tests to registry entries, deselects what the run did not select, and
+streams one JSON event per line to the events file the spec names, so the parent never
+scrapes pytest's text. It imports only modules of its own package, relatively: the child
+loads the package under a private name, so that nothing of the runner's checkout lands on
+the import path of the tests it runs.
 
 Under pytest-xdist every worker collects and runs its tests and writes its own events
 (tagged with the worker's id; appends of whole lines interleave safely), while the
@@ -13,6 +15,7 @@ share a `group` go to one worker, every other test wherever a worker is free.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 from pathlib import Path
@@ -20,37 +23,15 @@ from typing import Any
 
 import pytest
 
-EVENTS_ENV = "UTR_EVENTS"
-SELECTION_ENV = "UTR_SELECTION"
-WORKER_ENV = "PYTEST_XDIST_WORKER"
+from .entryindex import EntryIndex
+from .protocol import SPEC_OPTION, Event, Spec
+
 MAX_TEXT = 8_000
-
-
-class EntryIndex:
-    """Finds the most specific registry entry for a collected path / node id."""
-
-    def __init__(self, entries: list[dict[str, Any]], root: Path) -> None:
-        self.by_file: dict[Path, list[tuple[str, str]]] = {}
-        self.by_dir: dict[Path, str] = {}
-        for entry in entries:
-            file_part, _, suffix = str(entry["path"]).partition("::")
-            target = (root / file_part).resolve()
-            if target.is_dir():
-                self.by_dir[target] = entry["id"]
-            else:
-                self.by_file.setdefault(target, []).append((suffix, entry["id"]))
-        for options in self.by_file.values():
-            options.sort(key=lambda o: -len(o[0]))
-
-    def find(self, path: Path, nodeid: str) -> str | None:
-        suffix = nodeid.partition("::")[2]
-        for wanted, entry_id in self.by_file.get(path, []):
-            if not wanted or suffix == wanted or suffix.startswith((wanted + "::", wanted + "[")):
-                return entry_id
-        for parent in path.parents:
-            if parent in self.by_dir:
-                return self.by_dir[parent]
-        return None
+NO_RUN_OPTIONS = (
+    ("collectonly", "--collect-only"),
+    ("setuponly", "--setup-only"),
+    ("setupplan", "--setup-plan"),
+)
 
 
 class EventStream:
@@ -60,7 +41,7 @@ class EventStream:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.tag = {"worker": worker} if worker else {}
 
-    def emit(self, event: str, **fields: Any) -> None:
+    def emit(self, event: Event, **fields: Any) -> None:
         line = json.dumps({"event": event, **fields, **self.tag}, default=str) + "\n"
         os.write(self.fd, line.encode("utf-8", "replace"))
 
@@ -80,126 +61,190 @@ def _message(report: pytest.CollectReport | pytest.TestReport) -> str:
     return lines[-1] if lines else ""
 
 
-class RunnerPlugin:
-    """Hooks that turn a pytest session into the runner's event stream."""
+def _outcome(report: pytest.TestReport) -> str:
+    """pytest's outcome, with an xfail told apart: `xfailed`, or `xpassed` (not strict)."""
+    if not hasattr(report, "wasxfail"):
+        return report.outcome
+    return "xfailed" if report.skipped else "xpassed" if report.passed else report.outcome
 
-    def __init__(self, config: pytest.Config, stream: EventStream, spec: dict[str, Any]) -> None:
+
+def _python_file(path: Path, config: pytest.Config) -> bool:
+    """Whether pytest collects `path` without being given it (its `python_files`)."""
+    patterns = [str(p) for p in config.getini("python_files")]
+    return any(fnmatch.fnmatch(path.name, p) or fnmatch.fnmatch(str(path), p) for p in patterns)
+
+
+class SessionEvents:
+    """The session's own events, from the process that speaks for it (not an xdist worker;
+    a worker reports only what stops it early)."""
+
+    def __init__(self, stream: EventStream, speaks_for_session: bool) -> None:
         self.stream = stream
-        self.index = EntryIndex(spec["entries"], Path(spec["root"]))
-        self.worker = os.environ.get(WORKER_ENV)
+        self.speaks = speaks_for_session
+        self.session: pytest.Session | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+        if self.speaks:
+            modes = [flag for name, flag in NO_RUN_OPTIONS if session.config.getoption(name)]
+            self.stream.emit(Event.SESSION_START, mode=modes[0] if modes else "")
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        value = excinfo.value
+        self.stream.emit(
+            Event.EXIT_REQUESTED,
+            kind=excinfo.typename,
+            message=str(getattr(value, "msg", "") or value),
+            returncode=getattr(value, "returncode", None),
+        )
+
+    def pytest_internalerror(self, excrepr: object) -> None:
+        if self.speaks:  # xdist hands a worker's internal error to the controller
+            self.stream.emit(Event.INTERNAL_ERROR, message=_clip(str(excrepr)))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.speaks:  # read after the other plugins: one may have changed the status
+            self.stream.emit(Event.SESSION_FINISH, exitstatus=int(session.exitstatus))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self) -> None:
+        if self.speaks:
+            status = None if self.session is None else int(self.session.exitstatus)
+            self.stream.emit(Event.UNCONFIGURE, exitstatus=status)
+
+
+class RunnerPlugin:
+    """Hooks that turn a pytest session's collection and tests into the event stream."""
+
+    def __init__(self, config: pytest.Config, stream: EventStream, spec: Spec) -> None:
+        self.stream = stream
+        self.index = EntryIndex(list(spec["entries"]), Path(spec["root"]))
         self.selected = set(spec["selected"])
+        self.only = None if spec.get("only") is None else set(spec["only"] or ())
         self.order = {entry_id: i for i, entry_id in enumerate(spec["selected"])}
         self.check_registry = bool(spec.get("check_registry", True))
         self.strict = self.check_registry and bool(spec.get("strict"))
         self.root = config.rootpath
-        self.touched: set[str | None] = set()
+        self.matched: set[str] = set()
         self.entries: dict[str, str | None] = {}
         self.resolved: dict[Path, Path] = {}
+        self.kept: list[pytest.Item] = []
+
+    def _path(self, path: Path) -> Path:
+        if path not in self.resolved:
+            self.resolved[path] = path.resolve()
+        return self.resolved[path]
 
     def entry_for(self, path: Path, nodeid: str) -> str | None:
         """Cached per node id, and paths resolved once per file: this runs for every test."""
         if nodeid not in self.entries:
-            if path not in self.resolved:
-                self.resolved[path] = path.resolve()
-            self.entries[nodeid] = self.index.find(self.resolved[path], nodeid)
+            matches = self.index.matching(self._path(path), nodeid)
+            self.matched.update(matches)
+            self.entries[nodeid] = matches[0] if matches else None
         return self.entries[nodeid]
+
+    def pytest_collect_file(self, file_path: Path, parent: pytest.Collector) -> Any:
+        """A registered file outside `python_files` is collected, as naming it would."""
+        resolved = self._path(file_path)
+        if file_path.suffix != ".py" or not self.index.registered_file(resolved):
+            return None
+        if parent.session.isinitpath(file_path) or _python_file(file_path, parent.config):
+            return None
+        hook = parent.session.gethookproxy(file_path)
+        return hook.pytest_pycollect_makemodule(module_path=file_path, parent=parent)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed or report.skipped:
-            path = self.root / report.nodeid.split("::")[0]
-            entry = self.entry_for(path, report.nodeid)
-            self.touched.add(entry)
+            path = self._path(self.root / report.nodeid.split("::")[0])
+            entries = self.index.inside(path) or [
+                e for e in (self.index.find(path, report.nodeid),) if e
+            ]
+            self.matched.update(entries)
             self.stream.emit(
-                "collect_" + report.outcome,
+                Event.COLLECT_FAILED if report.failed else Event.COLLECT_SKIPPED,
                 nodeid=report.nodeid,
-                entry=entry,
+                entries=entries,
                 message=_message(report),
                 longrepr=_clip(report.longreprtext),
             )
 
-    def _split(
-        self, items: list[pytest.Item]
-    ) -> tuple[list[pytest.Item], list[pytest.Item], list[str]]:
-        """(selected, deselected, unregistered node ids); duplicates collected once."""
-        keep: list[pytest.Item] = []
-        drop: list[pytest.Item] = []
-        unregistered: list[str] = []
-        for item in {item.nodeid: item for item in items}.values():
-            entry = self.entry_for(item.path, item.nodeid)
-            self.touched.add(entry)
-            if entry is None:
-                unregistered.append(item.nodeid)
-            (keep if entry in self.selected else drop).append(item)
-        return keep, drop, unregistered
+    def _wanted(self, item: pytest.Item, entry: str | None) -> bool:
+        return entry in self.selected and (self.only is None or item.nodeid in self.only)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_modifyitems(
         self, config: pytest.Config, items: list[pytest.Item]
     ) -> None:
-        keep, drop, unregistered = self._split(items)
+        keep: list[pytest.Item] = []
+        drop: list[pytest.Item] = []
+        unregistered: list[str] = []
+        for item in {item.nodeid: item for item in items}.values():  # duplicates once
+            entry = self.entry_for(item.path, item.nodeid)
+            if entry is None:
+                unregistered.append(item.nodeid)
+            (keep if self._wanted(item, entry) else drop).append(item)
         # the registry's run order (tier 1 first, then by MRR); file order within an entry
-        keep.sort(key=lambda item: self.order.get(self.entry_for(item.path, item.nodeid), 0))
-        items[:] = keep
+        keep.sort(key=lambda item: self.order.get(self.entries[item.nodeid] or "", 0))
+        items[:] = self.kept = keep
         if drop:
             config.hook.pytest_deselected(items=drop)
-        self.stream.emit("unregistered", nodeids=unregistered)
-        if self.check_registry:
-            self._stop_on_unmatched()
+        self.stream.emit(Event.UNREGISTERED, nodeids=unregistered)
+        self._check(unregistered)
+
+    def _check(self, unregistered: list[str]) -> None:
+        if not self.check_registry:
+            return
+        unmatched = sorted(self.selected - self.matched)
+        if unmatched:
+            self.stream.emit(Event.UNMATCHED, entries=unmatched)
+            pytest.exit(f"registry entries match no collected test: {unmatched}", returncode=4)
         if self.strict and unregistered:
-            self.stream.emit("strict_unregistered")
+            self.stream.emit(Event.STRICT_UNREGISTERED)
             pytest.exit("collected tests are not registered (--strict)", returncode=4)
 
-    def _stop_on_unmatched(self) -> None:
-        unmatched = sorted(e for e in self.selected if e not in self.touched)
-        if unmatched:
-            self.stream.emit("unmatched", entries=unmatched)
-            pytest.exit(f"registry entries match no collected test: {unmatched}", returncode=4)
-
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        tests = [
-            {"nodeid": i.nodeid, "entry": self.entry_for(i.path, i.nodeid)} for i in session.items
-        ]
-        self.stream.emit("collected", tests=tests)
+        """What will run, after every other plugin had its say; what we kept and another
+        plugin then dropped (-k, -m, a conftest) is reported as dropped."""
+        final = {item.nodeid for item in session.items}
+        self.stream.emit(
+            Event.COLLECTED,
+            tests=[
+                {"nodeid": i.nodeid, "entry": self.entries.get(i.nodeid)} for i in session.items
+            ],
+            dropped=[
+                {"nodeid": i.nodeid, "entry": self.entries[i.nodeid]}
+                for i in self.kept
+                if i.nodeid not in final
+            ],
+            matched=sorted(self.matched),
+        )
 
     def pytest_runtest_logstart(self, nodeid: str) -> None:
-        self.stream.emit("start", nodeid=nodeid)
+        self.stream.emit(Event.START, nodeid=nodeid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        fields: dict[str, Any] = {
-            "nodeid": report.nodeid,
-            "when": report.when,
-            "outcome": report.outcome,
-            "duration": report.duration,
-        }
-        if report.failed or report.skipped:
-            fields["message"] = _message(report)
+        outcome = _outcome(report)
+        fields: dict[str, Any] = {"when": report.when, "outcome": outcome}
+        if outcome != "passed":
+            fields["message"] = str(report.wasxfail) if "xf" in outcome else _message(report)
         if report.failed:
             fields["longrepr"] = _clip(report.longreprtext)
-        if hasattr(report, "wasxfail"):
-            fields["wasxfail"] = str(report.wasxfail)
-        if report.failed and (report.capstdout or report.capstderr):
-            fields["output"] = _clip(report.capstdout + report.capstderr)
-        self.stream.emit("report", **fields)
+            if report.capstdout or report.capstderr:
+                fields["output"] = _clip(report.capstdout + report.capstderr)
+        self.stream.emit(Event.REPORT, nodeid=report.nodeid, duration=report.duration, **fields)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
-        self.stream.emit("finish", nodeid=nodeid)
-
-    def pytest_internalerror(self, excrepr: object) -> None:
-        if not self.worker:  # xdist hands a worker's internal error to the controller
-            self.stream.emit("internal_error", message=_clip(str(excrepr)))
-
-    def pytest_sessionfinish(self, exitstatus: int) -> None:
-        if not self.worker:  # a worker's end is not the session's
-            self.stream.emit("session_finish", exitstatus=int(exitstatus))
+        self.stream.emit(Event.FINISH, nodeid=nodeid)
 
 
 class ControllerPlugin:
     """The xdist controller's events: workers report tests; this reports the workers."""
 
-    def __init__(self, stream: EventStream, spec: dict[str, Any]) -> None:
+    def __init__(self, stream: EventStream, spec: Spec) -> None:
         self.stream = stream
         self.root = Path(spec["root"])
-        self.index = EntryIndex(spec["entries"], self.root)
+        self.index = EntryIndex(list(spec["entries"]), self.root)
         self.groups = {e["id"]: e["group"] for e in spec["entries"] if e.get("group")}
 
     def group_of(self, nodeid: str) -> str | None:
@@ -212,23 +257,21 @@ class ControllerPlugin:
         renaming node ids, which pytest 9.2 no longer lets it do."""
         if not self.groups:
             return None
-        from runner.xdist_groups import GroupScheduling  # noqa: PLC0415 - xdist is present
+        from .xdist_groups import GroupScheduling  # noqa: PLC0415 - xdist is present
 
         return GroupScheduling(config, log, self.group_of)
 
     def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport) -> None:
         worker = getattr(getattr(getattr(report, "node", None), "gateway", None), "id", "?")
-        self.stream.emit("worker_crashed", nodeid=crashitem, worker=str(worker))
+        self.stream.emit(Event.WORKER_CRASHED, nodeid=crashitem, worker=str(worker))
 
     def pytest_testnodedown(self, node: Any, error: object | None) -> None:
         if error is not None:
-            self.stream.emit("worker_down", worker=str(node.gateway.id), error=str(error))
+            self.stream.emit(Event.WORKER_DOWN, worker=str(node.gateway.id), error=str(error))
 
-    def pytest_internalerror(self, excrepr: object) -> None:
-        self.stream.emit("internal_error", message=_clip(str(excrepr)))
 
-    def pytest_sessionfinish(self, exitstatus: int) -> None:
-        self.stream.emit("session_finish", exitstatus=int(exitstatus))
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(SPEC_OPTION, dest="utr_spec", default=None, help="(unified-test-runner)")
 
 
 def _is_controller(config: pytest.Config) -> bool:
@@ -236,14 +279,22 @@ def _is_controller(config: pytest.Config) -> bool:
     return distributed and not hasattr(config, "workerinput")
 
 
+def _worker(config: pytest.Config) -> str | None:
+    """This process's xdist worker id; from xdist itself, not the environment, which may
+    hold the id of an outer xdist run that started this one."""
+    workerinput = getattr(config, "workerinput", None)
+    return str(workerinput["workerid"]) if workerinput else None
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    events, spec_path = os.environ.get(EVENTS_ENV), os.environ.get(SELECTION_ENV)
-    if not events or not spec_path:
+    spec_path = config.getoption("utr_spec")
+    if not spec_path:
         return
-    spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    spec: Spec = json.loads(Path(spec_path).read_text(encoding="utf-8"))
+    worker = _worker(config)
+    stream = EventStream(spec["events"], worker)
+    config.pluginmanager.register(SessionEvents(stream, worker is None), "utr-session")
     if _is_controller(config):
-        controller = ControllerPlugin(EventStream(events), spec)
-        config.pluginmanager.register(controller, "utr-controller")
+        config.pluginmanager.register(ControllerPlugin(stream, spec), "utr-controller")
         return
-    stream = EventStream(events, os.environ.get(WORKER_ENV))
     config.pluginmanager.register(RunnerPlugin(config, stream, spec), "unified-test-runner")

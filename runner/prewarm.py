@@ -2,7 +2,7 @@
 
 A run pays twice for Python start-up: the parent's (click, the registry, the selection)
 and then pytest's own interpreter and imports, one after the other. The entry point
-therefore starts `python -m runner.prewarm` first, on the other core: it imports pytest
+therefore starts a child first (`runner.boot.prewarmed`), on the other core: it imports pytest
 and its built-in plugins while the parent works out the run, then reads one JSON line
 (pytest's arguments, the environment, the log file) and becomes that pytest run.
 
@@ -19,34 +19,29 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import importlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 _pending: list[tuple[subprocess.Popen[bytes], dict[str, str]]] = []
 
 
 def base_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """What every pytest child's environment starts from: the parent's with `extra` (a
-    profile's variables), plus this package on the path (for `-p runner.plugin`) and
-    unbuffered output."""
-    env = {**os.environ, **(extra or {})}
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
+    """What every pytest child's environment is: the parent's, with `extra` (a profile's
+    variables). Nothing of the runner's own: the child finds its plugin by itself."""
+    return {**os.environ, **(extra or {})}
 
 
 def start(env: dict[str, str]) -> None:
     """Start the child (the entry point skips commands that run no pytest)."""
     if os.environ.get("UTR_NO_PREWARM"):
         return
+    from runner import boot  # noqa: PLC0415
+
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "runner.prewarm"],
+            boot.command(entry="prewarmed"),
             env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
@@ -98,36 +93,3 @@ def _drop(proc: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
     proc.wait()
-
-
-def _become_pytest() -> int:
-    """The child: import pytest, wait for the run, redirect output, run it."""
-    import pytest  # noqa: PLC0415 - this import is the point of the whole module
-    from _pytest.config import default_plugins  # noqa: PLC0415
-
-    for name in default_plugins:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(f"_pytest.{name}")
-    line = sys.stdin.buffer.readline()
-    if not line:
-        return 0
-    message = json.loads(line)
-    _redirect(message["log"])
-    os.environ.clear()
-    os.environ.update(message["env"])
-    sys.argv = ["pytest", *message["args"]]
-    return int(pytest.console_main())
-
-
-def _redirect(log: str) -> None:
-    out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    os.dup2(out, 1)
-    os.dup2(out, 2)
-    os.close(out)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-
-
-if __name__ == "__main__":
-    sys.exit(_become_pytest())

@@ -32,7 +32,7 @@ GATE_KEYS = {
 }
 ENTRY_KEYS = {
     *("id", "name", "tier", "mrr", "level", "path", "status", "owner", "description"),
-    *("group", "covers"),
+    *("group", "covers", "allow_skips"),
 }
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
@@ -68,14 +68,14 @@ def load_registry(path: Path, root: Path | None = None) -> Registry:
     """Read `path` and return a validated registry; paths resolve against `root` (cwd)."""
     root = (root or Path.cwd()).resolve()
     src = _Source(path, root)
-    doc = _mapping(load_yaml(path), src, 1, "the registry")
-    _check_keys(doc, TOP_KEYS, {"version", "levels", "tiers", "tests"}, src, "registry")
-    if doc["version"] != 1:
-        raise src.fail(doc.line, f"unsupported registry version {doc['version']!r} (expected 1)")
+    doc = _document(path, src)
     levels = src.levels = _levels(doc["levels"], src, doc.line)
     tiers = src.tiers = _tiers(doc["tiers"], src, doc.line)
     default = _default_level(doc, levels, src)
+    envs = environments(doc.get("environments") or LineDict(), src, doc.line)
     tests = _entries(doc["tests"], src, doc.line)
+    _check_skip_environments(tests, envs, src)
+    gates = _gates(doc.get("gates") or LineDict(), src, doc.line, tiers)
     return Registry(
         path=path,
         root=root,
@@ -83,11 +83,30 @@ def load_registry(path: Path, root: Path | None = None) -> Registry:
         default_level=default,
         levels=levels,
         tiers=tiers,
-        gates=_gates(doc.get("gates") or LineDict(), src, doc.line, tiers),
+        gates=gates,
         tests=tests,
         suite_roots=_suite_roots(doc, tests, src),
-        environments=environments(doc.get("environments") or LineDict(), src, doc.line),
+        environments=envs,
     )
+
+
+def _document(path: Path, src: _Source) -> LineDict:
+    doc = _mapping(load_yaml(path), src, 1, "the registry")
+    _check_keys(doc, TOP_KEYS, {"version", "levels", "tiers", "tests"}, src, "registry")
+    if doc["version"] != 1:
+        raise src.fail(doc.line, f"unsupported registry version {doc['version']!r} (expected 1)")
+    return doc
+
+
+def _check_skip_environments(tests: tuple[Entry, ...], envs: dict[str, Any], src: _Source) -> None:
+    known = {*envs, "local", "*"}
+    for entry in tests:
+        unknown = [name for name in entry.allow_skips if name not in known]
+        if unknown:
+            raise src.fail(
+                entry.line,
+                f"entry {entry.id!r}: 'allow_skips' names unknown environment {unknown[0]!r}",
+            )
 
 
 def _mapping(value: Any, src: _Source, line: int, what: str) -> LineDict:
@@ -292,6 +311,7 @@ def _entry(m: LineDict, src: _Source) -> Entry:
         owner=_text(m, "owner", src, what, "unowned"),
         group=_text(m, "group", src, what, "-") if "group" in m else "",
         covers=_globs(m, src, what),
+        allow_skips=_allow_skips(m, src, what),
         line=m.line,
     )
 
@@ -302,6 +322,14 @@ def _globs(m: LineDict, src: _Source, what: str) -> tuple[str, ...]:
     if not ok or any(os.path.isabs(v) for v in value):
         raise src.fail(m.line, f"{what}: 'covers' must be a list of relative path globs")
     return tuple(value)
+
+
+def _allow_skips(m: LineDict, src: _Source, what: str) -> tuple[str, ...]:
+    """`true` (skips are fine anywhere), `false`, or the environments where they are."""
+    value = m.get("allow_skips", False)
+    if isinstance(value, bool):
+        return ("*",) if value else ()
+    return _names(value, src, m.line, f"{what}: 'allow_skips' must be true, false or a list")
 
 
 def _check_refs(m: LineDict, src: _Source, what: str) -> None:
@@ -317,8 +345,10 @@ def _check_refs(m: LineDict, src: _Source, what: str) -> None:
 def _entry_path(m: LineDict, src: _Source, what: str, must_exist: bool) -> str:
     path = _text(m, "path", src, what)
     file_part = path.split("::", 1)[0]
-    if path.startswith("-") or os.path.isabs(file_part):
+    if path.startswith(("-", "@")) or os.path.isabs(file_part):
         raise src.fail(m.line, f"{what}: path {path!r} must be relative to the project root")
+    if "\n" in path or "\r" in path:
+        raise src.fail(m.line, f"{what}: path {path!r} must be one line")
     problem = src.path_problem(file_part, must_exist)
     if problem:
         raise src.fail(m.line, f"{what}: path {problem}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from html import escape
 
-from runner.report_json import Outcome
 from runner.results import FAILING, EntryResult, Status
 from runner.summary import TierSummary, money
+from runner.verdict import Outcome
 
 CSS = """
 body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#1d2330}

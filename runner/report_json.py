@@ -4,36 +4,18 @@ from __future__ import annotations
 
 import platform
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict
 from typing import Any
 
 import runner
 from runner.gates import GateVerdict
 from runner.model import Registry
-from runner.orchestrate import RunResult
-from runner.results import EntryResult, TestResult
-from runner.summary import Summary, TierSummary
+from runner.results import ChildRun, EntryResult, TestResult
+from runner.summary import TierSummary
+from runner.verdict import Outcome
 
 SCHEMA = "unified-test-runner/run"
-SCHEMA_VERSION = 1
-
-
-@dataclass(frozen=True, kw_only=True)
-class Outcome:
-    """A finished run with its verdict: what every report renders."""
-
-    registry: Registry
-    run: RunResult
-    summary: Summary
-    gate: GateVerdict | None
-    exit_code: int
-    pytest_args: tuple[str, ...] = ()
-
-    @property
-    def environment(self) -> str | None:
-        """The `--env` profile the run used, if any."""
-        profile = self.run.extra.get("environment")
-        return str(profile["name"]) if isinstance(profile, dict) else None
+SCHEMA_VERSION = 2
 
 
 def to_dict(outcome: Outcome) -> dict[str, Any]:
@@ -43,6 +25,10 @@ def to_dict(outcome: Outcome) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "run": _run_meta(outcome),
         "exit_code": outcome.exit_code,
+        "verdict": {
+            "exit_code": outcome.exit_code,
+            "reasons": [{"code": r.code, "text": r.text} for r in outcome.reasons],
+        },
         "tests": [_entry(outcome.registry, e) for e in run.entries],
         "tiers": [
             _tier(t, n) for n, t in zip(outcome.registry.tiers, outcome.summary.tiers, strict=True)
@@ -63,11 +49,15 @@ def _run_meta(outcome: Outcome) -> dict[str, Any]:
         "registry": str(outcome.registry.path),
         "root": str(outcome.registry.root),
         "pytest_args": list(outcome.pytest_args),
-        "pytest_exit": run.pytest_exit,
+        "pytest_exit": next((c.returncode for c in run.children), None),
         "interrupted": run.interrupted,
+        "interrupted_by": run.interrupted_by,
         "timed_out": run.timed_out,
-        "broken": list(run.broken),
+        "timeout_s": run.timeout,
+        "broken": list(outcome.broken),
+        "problems": list(run.problems),
         "warnings": list(run.warnings),
+        "children": [_child(c) for c in run.children],
         "log_file": run.log_file,
         "runner_version": runner.__version__,
         "python": sys.version.split()[0],
@@ -90,6 +80,8 @@ def _entry(registry: Registry, result: EntryResult) -> dict[str, Any]:
         "duration_s": result.duration,
         "note": result.note,
         "message": result.message,
+        "collect_error": result.collect_error,
+        "left_out": result.left_out,
         "tests": [_test(t) for t in result.tests],
     }
 
@@ -108,6 +100,14 @@ def _test(test: TestResult) -> dict[str, Any]:
             for a in test.attempts
         ],
     }
+
+
+def _child(child: ChildRun) -> dict[str, Any]:
+    data = asdict(child)
+    data["internal_errors"] = list(child.internal_errors)
+    data["crashed"] = [{"nodeid": n, "worker": w} for n, w in child.crashed]
+    data["workers_down"] = list(child.workers_down)
+    return data
 
 
 def _tier(row: TierSummary, number: int | None) -> dict[str, Any]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from runner.report_json import Outcome
 from runner.results import EntryResult, Status, TestResult
+from runner.verdict import Outcome
 
 _ELEMENT = {
     Status.FAILED: "failure",
     Status.ERROR: "error",
     Status.TIMED_OUT: "error",
     Status.SKIPPED: "skipped",
+    Status.XFAILED: "skipped",  # as pytest writes an expected failure
     Status.NOT_RUN: "skipped",
 }
 
@@ -44,7 +45,7 @@ def _suite(outcome: Outcome, result: EntryResult) -> ET.Element:
         *((("environment", outcome.environment),) if outcome.environment else ()),
     ):
         ET.SubElement(props, "property", name=name, value=str(value))
-    cases = [_case(t) for t in result.tests]
+    cases = [_case(t) for t in result.tests if t.status is not Status.DESELECTED]
     suite.extend(cases)
     _count(suite, cases)
     return suite
@@ -76,6 +77,8 @@ def _case(test: TestResult) -> ET.Element:
     if tag is not None:
         child = ET.SubElement(case, tag, message=_attr(test.message or str(test.status)))
         child.text = _text(test.longrepr)
+        if test.status is Status.XFAILED:
+            child.set("type", "pytest.xfail")
     _rerun_elements(case, test)
     if test.output:
         ET.SubElement(case, "system-out").text = _text(test.output)

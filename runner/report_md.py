@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from runner.report_json import Outcome
 from runner.results import EntryResult, Status
 from runner.summary import TierSummary, money
+from runner.verdict import Outcome
 
 _ICON = {0: "✅", 1: "❌", 4: "⚠️", 5: "💥", 130: "⏹️"}
 

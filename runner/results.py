@@ -1,10 +1,15 @@
-"""Per-test and per-entry results: one status vocabulary for the whole runner."""
+"""Results as data: one status vocabulary, per-test and per-entry results, and a whole run.
+
+Nothing here starts a process or renders a report: the supervisor produces these, the
+verdict judges them, the reports render them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Status(StrEnum):
@@ -12,14 +17,20 @@ class Status(StrEnum):
     FAILED = "failed"
     ERROR = "error"
     SKIPPED = "skipped"
+    XFAILED = "xfailed"  # an expected failure (pytest's xfail): verifies nothing
+    XPASSED = "xpassed"  # an xfail test that passed (non-strict): it ran and held
     FLAKY = "flaky"
     TIMED_OUT = "timed_out"
     NOT_RUN = "not_run"
+    DESELECTED = "deselected"  # a test pytest's own options (-k, -m, a plugin) dropped
+    PARTIAL = "partial"  # an entry some of whose tests did not run or were skipped
     PENDING = "pending"
 
 
 FAILING = frozenset({Status.FAILED, Status.ERROR, Status.TIMED_OUT})
 PROTECTING = frozenset({Status.PASSED, Status.FLAKY})
+RAN = frozenset({Status.PASSED, Status.FLAKY, Status.XPASSED})
+UNVERIFIED_TESTS = frozenset({Status.SKIPPED, Status.XFAILED, Status.DESELECTED})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,6 +68,8 @@ class EntryResult:
     status: Status
     tests: tuple[TestResult, ...] = ()
     note: str = ""
+    collect_error: str = ""  # a collection failure in one of its files: the run broke
+    left_out: str = ""  # why the runner itself did not run it (--budget, a missing shard)
 
     @property
     def duration(self) -> float:
@@ -81,32 +94,112 @@ class EntryResult:
         return failing[0].message if failing else self.note
 
 
+@dataclass(frozen=True, kw_only=True)
+class ChildRun:
+    """Facts about one pytest process of a run, as the supervisor and the events saw them."""
+
+    attempt: int  # 1 for the first run; retries and resumptions count on
+    purpose: str = "run"  # "run", "retry" or "resume" (after a crash)
+    returncode: int | None = None  # negative: killed by that signal
+    pytest_status: int | None = None  # the session's final exit status, from the plugin
+    stopped: str = ""  # why the runner stopped it: timeout, SIGINT, SIGTERM, SIGHUP, lingered
+    session_started: bool = False
+    session_finished: bool = False
+    collected: bool = False
+    exit_request: str = ""  # the message of a pytest.exit() call
+    no_run_mode: str = ""  # --collect-only, --setup-only or --setup-plan
+    internal_errors: tuple[str, ...] = ()
+    crashed: tuple[tuple[str, str], ...] = ()  # (node id, xdist worker) a worker died on
+    workers_down: tuple[str, ...] = ()
+    died_in: str = ""  # the test that was running when the process died
+    failures: int = 0  # tests failed or errored, and files that failed to collect, per events
+    log_tail: str = ""  # pytest's last output line, when it exited with an error
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """Everything a report needs about one run, and every fact the verdict weighs."""
+
+    level: str
+    started_at: str
+    duration: float
+    entries: tuple[EntryResult, ...]
+    unregistered: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    children: tuple[ChildRun, ...] = ()
+    problems: tuple[str, ...] = ()  # the run broke in ways no child shows (a missing shard)
+    interrupted_by: str = ""  # SIGINT, SIGTERM or SIGHUP
+    timeout: float = 0.0
+    log_file: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def interrupted(self) -> bool:
+        return bool(self.interrupted_by)
+
+    @property
+    def timed_out(self) -> bool:
+        return any(c.stopped == "timeout" for c in self.children)
+
+
 def phase_status(phases: Mapping[str, str]) -> Status:
-    """A pytest test's status from its {when: outcome} phase reports, as pytest maps them."""
+    """A pytest test's status from its {when: outcome} phase reports, as pytest maps them
+    (the plugin reports an xfail's outcome as `xfailed` / `xpassed`)."""
+    outcomes = set(phases.values())
     if phases.get("call") == "failed":
         return Status.FAILED
-    if "failed" in phases.values():
+    if "failed" in outcomes:
         return Status.ERROR
-    if "skipped" in phases.values():
+    if "xfailed" in outcomes:
+        return Status.XFAILED
+    if "skipped" in outcomes:
         return Status.SKIPPED
+    if phases.get("call") == "xpassed":
+        return Status.XPASSED
     return Status.PASSED if phases.get("call") == "passed" else Status.NOT_RUN
 
 
 _ROLLUP_ORDER = (Status.TIMED_OUT, Status.ERROR, Status.FAILED, Status.NOT_RUN)
+DESELECTED_NOTE = "every test was deselected by pytest's options (-k, -m, addopts or a plugin)"
 
 
-def rollup(entry_id: str, tests: tuple[TestResult, ...], note: str = "") -> EntryResult:
-    """Failed if any test failed, errored or timed out; skipped if all skipped; else passed."""
+def rollup(
+    entry_id: str, tests: tuple[TestResult, ...], note: str = "", *, allow_skips: bool = False
+) -> EntryResult:
+    """Failed if any test failed, errored or timed out; not run, skipped or partial unless
+    every test ran (skips count as run only where the registry allows them); else passed."""
     statuses = {t.status for t in tests}
     if not tests:
         return EntryResult(entry_id=entry_id, status=Status.NOT_RUN, note=note or "no tests ran")
     for status in _ROLLUP_ORDER:
         if status in statuses:
             return EntryResult(entry_id=entry_id, status=status, tests=tests, note=note)
-    if statuses == {Status.SKIPPED}:
-        return EntryResult(entry_id=entry_id, status=Status.SKIPPED, tests=tests, note=note)
-    skipped = sum(t.status is Status.SKIPPED for t in tests)
-    if skipped:
-        note = note or f"{skipped} of {len(tests)} tests skipped"
+    if not statuses & RAN:
+        return _nothing_ran(entry_id, tests, note)
     status = Status.FLAKY if Status.FLAKY in statuses else Status.PASSED
-    return EntryResult(entry_id=entry_id, status=status, tests=tests, note=note)
+    short = _shortfall(tests)
+    if short and (not allow_skips or Status.DESELECTED in statuses):
+        status = Status.PARTIAL
+    elif short:
+        short += " (the registry allows skips here)"
+    return EntryResult(entry_id=entry_id, status=status, tests=tests, note=note or short)
+
+
+def _nothing_ran(entry_id: str, tests: tuple[TestResult, ...], note: str) -> EntryResult:
+    if all(t.status is Status.DESELECTED for t in tests):
+        return EntryResult(
+            entry_id=entry_id, status=Status.NOT_RUN, tests=tests, note=note or DESELECTED_NOTE
+        )
+    return EntryResult(
+        entry_id=entry_id, status=Status.SKIPPED, tests=tests, note=note or _shortfall(tests)
+    )
+
+
+def _shortfall(tests: tuple[TestResult, ...]) -> str:
+    """'2 of 5 tests skipped, 1 xfailed' ('' when every test ran)."""
+    counts = {s: sum(t.status is s for t in tests) for s in UNVERIFIED_TESTS}
+    parts = [f"{n} {s}" for s, n in sorted(counts.items()) if n]
+    if not parts:
+        return ""
+    unverified = sum(counts.values())
+    return f"{unverified} of {len(tests)} tests did not verify anything: " + ", ".join(parts)

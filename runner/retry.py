@@ -26,19 +26,27 @@ def merge_attempt(previous: TestResult, latest: TestResult) -> TestResult:
     )
 
 
-def due_for_retry(registry: Registry, tests: list[TestResult], attempt: int) -> tuple[str, ...]:
-    """Node ids whose tier still allows another attempt (attempt 2 is the first retry)."""
+def due_for_retry(
+    registry: Registry, tests: list[TestResult], attempt: int, never: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
+    """Node ids whose tier still allows another attempt (attempt 2 is the first retry);
+    never those in `never` (a test that took its process down is not a flake)."""
     return tuple(
         t.nodeid
         for t in tests
         if t.status in RETRYABLE
+        and t.nodeid not in never
         and registry.by_id[t.entry_id].tier in registry.tiers
         and registry.tiers[registry.by_id[t.entry_id].tier].retries >= attempt - 1
     )
 
 
 def retry_failures(
-    registry: Registry, tests: list[TestResult], rerun: Rerun, remaining: float
+    registry: Registry,
+    tests: list[TestResult],
+    rerun: Rerun,
+    remaining: float,
+    never: set[str] | frozenset[str] = frozenset(),
 ) -> list[TestResult]:
     """Rerun failures per tier policy within `remaining` seconds; return merged results."""
     current = {t.nodeid: t for t in tests}
@@ -46,10 +54,13 @@ def retry_failures(
     attempt = 1
     while True:
         attempt += 1
-        todo = due_for_retry(registry, list(current.values()), attempt)
+        todo = due_for_retry(registry, list(current.values()), attempt, frozenset(never))
         left = deadline - time.monotonic()
         if not todo or left <= 0:
             return list(current.values())
-        for result in rerun(todo, left, attempt):
+        results = rerun(todo, left, attempt)
+        if not results:
+            return list(current.values())  # stopped: nothing more to learn
+        for result in results:
             if result.nodeid in current:
                 current[result.nodeid] = merge_attempt(current[result.nodeid], result)

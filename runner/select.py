@@ -70,10 +70,11 @@ def _hint(word: str, choices: list[str]) -> str:
 
 
 def matches_pattern(entry: Entry, pattern: str) -> bool:
-    """A glob matches an entry's id, name, file name or node id / path."""
+    """A glob matches an entry's id, name, file name or node id / path; so does the very
+    text of one (a parametrized node id's `[1]` is no character class then)."""
     file_name = PurePosixPath(entry.file_part).name
     candidates = (entry.id, entry.name, file_name, entry.path, entry.file_part)
-    return any(fnmatchcase(c, pattern) for c in candidates)
+    return any(c == pattern or fnmatchcase(c, pattern) for c in candidates)
 
 
 def run_order(entries: tuple[Entry, ...] | list[Entry]) -> tuple[Entry, ...]:

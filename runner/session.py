@@ -2,36 +2,29 @@
 
 from __future__ import annotations
 
-import json
-import os
+import sqlite3
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from runner import durations, history
+from runner import durations, history, signals
 from runner.envprofile import resolve
-from runner.errors import EmptySelectionError, ExitCode, UsageError
-from runner.gates import evaluate_gate, exit_code
+from runner.errors import EmptySelectionError
 from runner.model import Registry
 from runner.narrow import Narrowed, narrow_for
-from runner.orchestrate import RunOptions, RunResult, run_selection, run_staged
-from runner.report_html import render_html
-from runner.report_json import Outcome, to_dict
-from runner.report_junit import render_junit
-from runner.report_md import render_markdown
-from runner.results import Status
+from runner.orchestrate import RunOptions, run_selection, run_staged
+from runner.report_write import report_paths, write_reports
+from runner.results import Attempt, RunResult, Status, TestResult, rollup
 from runner.select import Selection
-from runner.summary import summarize
+from runner.verdict import Outcome, final_exit, judge
 from runner.workers import parse_workers
 
 FAIL_FAST_NOTE = "not run: --fail-fast stopped the run at the first failure"
 
 
 def execute(registry: Registry, selection: Selection, opts: dict[str, Any]) -> int:
-    """Run, then always render and write reports, even after Ctrl-C or a crash."""
+    """Run, then always render and write reports, even after a stop signal or a crash."""
     plan = prepare(registry, selection, opts)
     for note in plan.notes:
         print(note, flush=True)
@@ -40,28 +33,33 @@ def execute(registry: Registry, selection: Selection, opts: dict[str, Any]) -> i
         result = _run(registry, plan.selection, opts, progress)
     finally:
         progress.close()
-    from runner.console import render_summary  # noqa: PLC0415 - see LazyProgress
-
     result = replace(
         result, entries=result.entries + plan.left_out, extra={**result.extra, **plan.meta}
     )
     if opts.get("fail_fast"):
         result = annotate_not_run(result, FAIL_FAST_NOTE)
     outcome = judge(registry, result, opts.get("gate"), tuple(opts["pytest_args"]))
-    render_summary(progress.console(), outcome)
-    written = write_reports(outcome, opts)
-    remember(registry, outcome, opts)
-    if not written and outcome.exit_code != ExitCode.INTERRUPTED:
-        return int(ExitCode.RUN_BROKEN)  # a lost report is a broken run for CI
-    return outcome.exit_code
+    return finish(outcome, opts, progress.console())
+
+
+def finish(outcome: Outcome, opts: dict[str, Any], console: Any) -> int:
+    """Render, write every report, remember the run; the exit code, reports lost included."""
+    from runner.console import render_summary  # noqa: PLC0415 - see LazyProgress
+
+    render_summary(console, outcome)
+    lost = write_reports(outcome, report_paths(opts))
+    remember(outcome.registry, outcome, opts)
+    return final_exit(outcome, lost)
 
 
 def prepare(registry: Registry, selection: Selection, opts: dict[str, Any]) -> Narrowed:
-    """Shard and budget the selection; refuse to start pytest for nothing."""
+    """Shard and budget the selection; refuse to start pytest for nothing (an empty shard
+    is a run of its own: its report tells `merge` it was there)."""
     store = durations.load(registry.root / opts.get("durations_file", durations.DEFAULT_FILE))
     expected = durations.estimate(selection.runnable, store)
     plan = narrow_for(registry, selection, expected, opts)
-    if not plan.selection.runnable and not plan.left_out and "changed" not in plan.meta:
+    narrowed = plan.left_out or "changed" in plan.meta or "shard" in plan.meta
+    if not plan.selection.runnable and not narrowed:
         raise EmptySelectionError(
             f"{len(selection.pending)} tests match, but all are pending: nothing to run"
         )
@@ -71,19 +69,23 @@ def prepare(registry: Registry, selection: Selection, opts: dict[str, Any]) -> N
 def _run(
     registry: Registry, selection: Selection, opts: dict[str, Any], progress: LazyProgress
 ) -> RunResult:
-    extra = tuple(opts["pytest_args"]) + (("-x",) if opts.get("fail_fast") else ())
-    options = RunOptions(
-        extra_args=extra,
-        timeout=opts["timeout"],
-        strict=bool(opts["strict"]),
-        workers=parse_workers(opts.get("workers") or _level_workers(registry, selection)),
-        env=tuple(resolve(registry, opts["env"]).items()) if opts.get("env") else (),
-    )
     _announce(selection)
     if not selection.runnable:
         return RunResult(level=selection.level, started_at="", duration=0.0, entries=())
     runner = run_staged if opts.get("stop_after_failing_tier") else run_selection
-    return runner(registry, selection, options, progress)
+    return runner(registry, selection, run_options(registry, selection, opts), progress)
+
+
+def run_options(registry: Registry, selection: Selection, opts: dict[str, Any]) -> RunOptions:
+    extra = tuple(opts["pytest_args"]) + (("-x",) if opts.get("fail_fast") else ())
+    return RunOptions(
+        extra_args=extra,
+        timeout=opts.get("timeout"),
+        strict=bool(opts.get("strict")),
+        workers=parse_workers(opts.get("workers") or _level_workers(registry, selection)),
+        env=tuple(resolve(registry, opts["env"]).items()) if opts.get("env") else (),
+        environment=opts.get("env"),
+    )
 
 
 def _level_workers(registry: Registry, selection: Selection) -> str | None:
@@ -137,79 +139,12 @@ def _announce(selection: Selection) -> None:
     )
 
 
-def judge(
-    registry: Registry, result: RunResult, gate_name: str | None, pytest_args: tuple[str, ...] = ()
-) -> Outcome:
-    summary = summarize(registry, result.entries)
-    gate = None
-    if gate_name is not None:
-        if gate_name not in registry.gates:
-            known = ", ".join(sorted(registry.gates)) or "none"
-            raise UsageError(f"unknown gate {gate_name!r} (defined: {known})")
-        gate = evaluate_gate(registry.gates[gate_name], registry, result.entries, summary)
-    code = exit_code(
-        interrupted=result.interrupted,
-        broken=bool(result.broken),
-        results=result.entries,
-        gate=gate,
-    )
-    return Outcome(
-        registry=registry,
-        run=result,
-        summary=summary,
-        gate=gate,
-        exit_code=int(code),
-        pytest_args=pytest_args,
-    )
-
-
-RENDERERS: dict[str, Any] = {
-    "json_path": lambda o: json.dumps(to_dict(o), indent=2) + "\n",
-    "junit_path": render_junit,
-    "markdown_path": render_markdown,
-    "html_path": render_html,
-}
-
-
-def write_reports(outcome: Outcome, opts: dict[str, Any]) -> bool:
-    """Every requested report, and the step summary under GitHub Actions; False on a failure."""
-    ok = True
-    targets = [(opts.get(key), render, False) for key, render in RENDERERS.items()]
-    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary_file:
-        targets.append((Path(summary_file), render_markdown, True))
-    for path, render, append in targets:
-        if path is None:
-            continue
-        try:
-            _write(Path(path), render(outcome), append)
-        except OSError as exc:
-            print(f"error: cannot write {path}: {exc.strerror}", file=sys.stderr)
-            ok = False
-    return ok
-
-
-def _write(path: Path, text: str, append: bool) -> None:
-    """Append (step summaries), or write beside the target and rename: never half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if append:
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(text)
-        return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def remember(registry: Registry, outcome: Outcome, opts: dict[str, Any]) -> None:
-    """Durations for sharding and budgets, and the history; neither may fail the run."""
+    """Durations for sharding and budgets, and the history: neither may change the verdict,
+    so a file that cannot be written (or a corrupt or locked database) is a warning."""
+    sharded = "shard" in outcome.run.extra  # the file the other shards plan from stays put
     try:
-        if opts.get("record_durations", True):
+        if opts.get("record_durations", True) and not sharded:
             path = registry.root / opts.get("durations_file", durations.DEFAULT_FILE)
             durations.save(
                 path,
@@ -217,28 +152,72 @@ def remember(registry: Registry, outcome: Outcome, opts: dict[str, Any]) -> None
             )
         if opts.get("history", True):
             history.append(registry.root / opts.get("history_file", history.DEFAULT_FILE), outcome)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, sqlite3.Error) as exc:
         print(f"warning: could not record this run: {exc}", file=sys.stderr)
 
 
 def detect_flakes(
     registry: Registry, selection: Selection, opts: dict[str, Any], times: int
 ) -> int:
-    """Run the selection `times` times without retries; exit 1 if any test's outcome varies."""
-    options = RunOptions(
-        extra_args=tuple(opts["pytest_args"]), timeout=opts["timeout"], retry=False
-    )
-    outcomes: dict[str, Counter[str]] = {}
+    """Run the selection `times` times without retries; a test whose outcome varies is
+    flaky, and makes the run exit 1. Reports carry one attempt per round."""
+    options = replace(run_options(registry, selection, opts), retry=False)
+    rounds: list[RunResult] = []
     for round_ in range(1, times + 1):
-        tests = [t for e in run_selection(registry, selection, options).entries for t in e.tests]
-        for test in tests:
-            outcomes.setdefault(test.nodeid, Counter())[test.status] += 1
+        rounds.append(run_selection(registry, selection, options))
+        tests = [t for e in rounds[-1].entries for t in e.tests]
         print(f"round {round_}/{times}: {_counts(Counter(t.status for t in tests))}")
-    flaky = {n: c for n, c in outcomes.items() if len(c) > 1}
-    for nodeid, counts in sorted(flaky.items()):
-        print(f"flaky: {nodeid} ({_counts(counts)})")
-    print(f"{len(flaky)} of {len(outcomes)} tests had mixed outcomes over {times} runs")
-    return int(ExitCode.TESTS_FAILED if flaky else ExitCode.OK)
+        if rounds[-1].interrupted or signals.requested():
+            break
+    result = _fold_rounds(selection, rounds, opts.get("env"))
+    for test in (t for e in result.entries for t in e.tests if t.status is Status.FLAKY):
+        print(f"flaky: {test.nodeid} ({_counts(Counter(a.status for a in test.attempts))})")
+    outcome = judge(
+        registry, result, opts.get("gate"), tuple(opts["pytest_args"]), flaky_fails=True
+    )
+    from runner.console import make_console  # noqa: PLC0415
+
+    return finish(outcome, {**opts, "record_durations": False}, make_console())
+
+
+def _fold_rounds(selection: Selection, rounds: list[RunResult], env: str | None) -> RunResult:
+    by_test: dict[str, list[TestResult]] = {}
+    for run in rounds:
+        for test in (t for e in run.entries for t in e.tests):
+            by_test.setdefault(test.nodeid, []).append(test)
+    folded = [_fold_test(runs) for runs in by_test.values()]
+    entries = []
+    for entry in selection.entries:
+        last = next((e for e in rounds[-1].entries if e.entry_id == entry.id), None)
+        tests = tuple(t for t in folded if t.entry_id == entry.id)
+        if tests:
+            entries.append(rollup(entry.id, tests, allow_skips=entry.skips_allowed(env)))
+        elif last is not None:
+            entries.append(last)
+    first = rounds[0]
+    return replace(
+        first,
+        entries=tuple(entries),
+        duration=sum(r.duration for r in rounds),
+        children=tuple(c for r in rounds for c in r.children),
+        interrupted_by=next((r.interrupted_by for r in rounds if r.interrupted_by), ""),
+        warnings=tuple(dict.fromkeys(w for r in rounds for w in r.warnings)),
+    )
+
+
+_SETTLED = frozenset({Status.NOT_RUN, Status.DESELECTED})
+
+
+def _fold_test(runs: list[TestResult]) -> TestResult:
+    """One test over the rounds: its attempts, and flaky when their outcomes differ."""
+    attempts = tuple(
+        Attempt(number=i, status=t.status, duration=t.duration, message=t.message)
+        for i, t in enumerate(runs, start=1)
+    )
+    outcomes = {t.status for t in runs} - _SETTLED
+    worst = next((t for t in runs if t.status not in (Status.PASSED, Status.XPASSED)), runs[-1])
+    status = Status.FLAKY if len(outcomes) > 1 else worst.status
+    return replace(worst, status=status, attempts=attempts, duration=sum(t.duration for t in runs))
 
 
 def _counts(counts: Counter[str]) -> str:

@@ -87,3 +87,22 @@ def money(amount: float) -> str:
     amount = abs(amount)
     text = f"{amount:,.0f}" if float(amount).is_integer() else f"{amount:,.2f}"
     return f"{sign}${text}"
+
+
+_COUNTED = (
+    ("passed", (Status.PASSED, Status.FLAKY)),
+    ("failed", (Status.FAILED, Status.ERROR, Status.TIMED_OUT)),
+    ("skipped", (Status.SKIPPED,)),
+    ("xfailed", (Status.XFAILED,)),
+    ("xpassed", (Status.XPASSED,)),
+    ("deselected", (Status.DESELECTED,)),
+    ("not run", (Status.NOT_RUN,)),
+)
+_ALWAYS = frozenset({"passed", "failed", "skipped", "not run"})
+
+
+def test_counts(results: Iterable[EntryResult]) -> dict[str, int]:
+    """pytest tests by outcome (not entries): the four usual ones always, others if any."""
+    tests = [t for r in results for t in r.tests]
+    counts = {label: sum(t.status in kinds for t in tests) for label, kinds in _COUNTED}
+    return {k: n for k, n in counts.items() if n or k in _ALWAYS}

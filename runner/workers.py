@@ -5,11 +5,11 @@ runner hands to xdist through its `pytest_xdist_make_scheduler` hook); every oth
 goes wherever a worker is free. Session fixtures are per worker process, so each worker
 starts its own platform stack.
 
-A worker that dies ends the run (`--max-worker-restart 0`): with a replacement worker,
-pytest-xdist 3.8 hangs under `--dist loadgroup` and re-runs the crashing test on every
-new worker under `--dist loadscope` (which the group scheduler builds on). The runner
-reports the test the worker held as an error, every test that never ran as not_run, and
-exits 5.
+A worker that dies is replaced (`--max-worker-restart`, the run's restart bound) and the
+run goes on: the test it held is an error, never run again (xdist's `load` scheduler drops
+it; the group scheduler, built on `loadscope`, which would re-run it, is fixed for that),
+and the run exits 5. `loadgroup`, which hangs with a replacement worker in xdist 3.8, is
+not used.
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ def parse_workers(value: str | None) -> str | None:
     return text
 
 
-def xdist_args(workers: str | None, entries: tuple[Entry, ...]) -> tuple[str, ...]:
-    """The pytest arguments for `workers` (nothing when running in one process)."""
+def xdist_args(workers: str | None, entries: tuple[Entry, ...], restarts: int) -> tuple[str, ...]:
+    """The pytest arguments for `workers` (nothing when running in one process); a worker
+    that dies is replaced up to `restarts` times."""
     if workers is None:
         return ()
     load = ("-p", "xdist.plugin") if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") else ()
     # with a `group`, the runner's plugin supplies the scheduler (runner/xdist_groups.py)
     dist = "loadscope" if any(e.group for e in entries) else "load"
-    return (*load, "-n", workers, "--dist", dist, "--max-worker-restart", "0")
+    return (*load, "-n", workers, "--dist", dist, "--max-worker-restart", str(restarts))

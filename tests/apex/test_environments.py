@@ -49,11 +49,16 @@ def test_staging_profile_runs_the_suites_against_a_deployed_platform(
         timeout=300,
         check=False,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    # against a deployment the suite skips what needs the launcher (its seeded admin, the
+    # signing key): that entry ran in part, so its MRR is not protected and the run not green
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr
     data = json.loads(report.read_text())
     assert data["run"]["environment"]["name"] == "staging"
     assert stack.env["APEX_SERVICE_TOKEN"] not in report.read_text()
-    assert {t["id"]: t["status"] for t in data["tests"]} == dict.fromkeys(ENTRIES, "passed")
+    statuses = {t["id"]: t["status"] for t in data["tests"]}
+    assert statuses == {"websocket-auth-handshake": "passed", "auth-service-integration": "partial"}
+    assert "skipped" in data["tests"][1]["note"]
+    assert data["total"]["protected_mrr"] == 18_000
 
 
 def test_two_stacks_side_by_side_share_nothing(stack: Stack) -> None:

@@ -45,7 +45,7 @@ def test_failed_run_reports_money_statuses_and_exit_1(mixed: Project) -> None:
         in proc.stdout
     )
     assert "$12,000 of $40,000 MRR protected" in proc.stdout
-    assert proc.stdout.splitlines()[-1] == "tests: 3 passed, 1 failed, 1 skipped"
+    assert proc.stdout.splitlines()[-1] == "tests: 3 passed, 1 failed, 1 skipped, 0 not run"
     report = mixed.report()
     statuses = {t["id"]: t["status"] for t in report["tests"]}
     assert statuses == {"checkout": "failed", "catalog": "passed", "later": "pending"}
@@ -109,10 +109,14 @@ def test_registry_from_environment_variable(mixed: Project) -> None:
 
 
 def test_extra_pytest_args_after_double_dash(mixed: Project) -> None:
+    """-k runs part of an entry: what it deselected was not verified, so neither is the entry."""
     proc = mixed.run("--id", "checkout", "--json", "run.json", "--", "-k", "ok")
-    assert proc.returncode == 0, proc.stdout
+    assert proc.returncode == 3, proc.stdout
     (checkout,) = mixed.report()["tests"]
-    assert [t["nodeid"] for t in checkout["tests"]] == ["tests/test_mixed.py::test_ok"]
+    statuses = {t["nodeid"].split("::")[1]: t["status"] for t in checkout["tests"]}
+    assert statuses == {"test_ok": "passed", "test_fail": "deselected", "test_skip": "deselected"}
+    assert checkout["status"] == "partial"
+    assert mixed.report()["total"]["protected_mrr"] == 0
 
 
 def test_gate_not_met_exits_4(mixed: Project) -> None:

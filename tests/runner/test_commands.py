@@ -62,10 +62,15 @@ def test_shards_merge_and_a_missing_shard_is_unverified(shop: Project) -> None:
     assert merged.returncode == 0, merged.stdout
     assert shop.report("m.json")["total"]["protected_mrr"] == 100_000
     partial = shop.run("merge", "s1.json", "--gate", "release", "--json", "p.json")
-    assert partial.returncode == 4
+    assert partial.returncode == 5  # a missing shard is no pass
     report = shop.report("p.json")
     assert report["total"]["unverified_mrr"] == 100_000 - report["total"]["protected_mrr"] > 0
-    assert "shard report(s) missing: [2] of 2" in report["run"]["warnings"]
+    assert "shard report(s) missing: [2] of 2" in report["run"]["broken"][0]
+    allowed = shop.run(
+        "merge", "s1.json", "--allow-missing-shards", "--gate", "release", "--json", "a.json"
+    )
+    assert allowed.returncode == 4  # unverified, and so the release gate is not met
+    assert "shard report(s) missing: [2] of 2" in shop.report("a.json")["run"]["warnings"]
 
 
 def test_budget_and_plan_json(shop: Project) -> None:

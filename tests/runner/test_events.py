@@ -27,7 +27,31 @@ def test_unfinished_tests_take_the_interruptions_statuses() -> None:
     assert results["c"].status is Status.NOT_RUN
 
 
-def test_a_stream_that_just_ends_means_the_process_died() -> None:
+def test_a_stream_that_just_ends_leaves_the_running_test_in_error() -> None:
     results = {r.nodeid: r for r in _log().finish(None)}
     assert results["b"].status is Status.ERROR
-    assert "ended before this test finished" in results["b"].message
+    assert "ended while this test was running" in results["b"].message
+    assert (results["c"].status, results["c"].message) == (
+        Status.NOT_RUN,
+        "not run: the pytest session ended before this test ran",
+    )
+
+
+def test_under_dist_each_the_worst_worker_wins() -> None:
+    log = EventLog()
+    log.apply({"event": "collected", "tests": [{"nodeid": "t", "entry": "e"}]})
+    for worker, outcome in (("gw0", "failed"), ("gw1", "passed")):
+        for when in ("setup", "call", "teardown"):
+            result = outcome if when == "call" else "passed"
+            log.apply(
+                {
+                    "event": "report",
+                    "nodeid": "t",
+                    "when": when,
+                    "outcome": result,
+                    "worker": worker,
+                }
+            )
+        log.apply({"event": "finish", "nodeid": "t", "worker": worker})
+    (test,) = log.finish(None)
+    assert test.status is Status.FAILED

@@ -60,7 +60,7 @@ def _statuses(project: Project) -> dict[str, str]:
     return {t["nodeid"]: t["status"] for e in project.report()["tests"] for t in e["tests"]}
 
 
-def test_crash_mid_run_exits_5_and_marks_the_rest_not_run(project: Project) -> None:
+def test_a_crash_is_an_error_and_the_rest_runs_in_a_fresh_process(project: Project) -> None:
     project.write("tests/test_crash.py", CRASH)
     project.registry([entry("crash", "tests/test_crash.py", mrr=7000)])
     proc = project.run("--json", "run.json", "--junit", "run.xml")
@@ -68,10 +68,13 @@ def test_crash_mid_run_exits_5_and_marks_the_rest_not_run(project: Project) -> N
     assert _statuses(project) == {
         "tests/test_crash.py::test_first": "passed",
         "tests/test_crash.py::test_dies": "error",
-        "tests/test_crash.py::test_never": "not_run",
+        "tests/test_crash.py::test_never": "passed",
     }
     report = project.report()
-    assert report["run"]["broken"] == ["the pytest process died (exit code 0)"]
+    assert report["run"]["broken"] == [
+        "the pytest process exited (exit code 0) while running tests/test_crash.py::test_dies"
+    ]
+    assert [c["purpose"] for c in report["run"]["children"]] == ["run", "resume"]
     assert report["total"]["at_risk_mrr"] == 7000
     assert "RUN BROKEN" in proc.stdout
 
@@ -254,10 +257,10 @@ def test_targets_follow_a_double_dash_so_none_is_an_option(tmp_path: Path) -> No
         root=tmp_path,
         targets=("-p evil",),
         extra_args=("-q",),
-        spec_file=tmp_path / "s",
+        spec_file=tmp_path / "s.json",
         events_file=tmp_path / "e",
         log_file=tmp_path / "l",
         timeout=1,
     )
     argv = pytest_argv(spec)
-    assert argv[argv.index("--") + 1 :] == ["-p evil"]
+    assert argv[argv.index("--") + 1 :] == [f"@{tmp_path / 's.args'}"]  # read by pytest

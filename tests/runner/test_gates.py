@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-from runner.errors import ExitCode
-from runner.gates import GateVerdict, evaluate_gate, exit_code
+from runner.gates import GateVerdict, evaluate_gate
 from runner.model import Gate
 from runner.results import EntryResult, Status
 from runner.summary import summarize
@@ -37,14 +36,3 @@ def test_dollar_and_require_all_gates() -> None:
     assert short.failures == ("protected MRR is $60, below $100 (short by $40)",)
     strict = _verdict(Gate(name="z", require_all=True), Status.PASSED, Status.SKIPPED)
     assert strict.failures == ("require_all: 1 of 2 selected tests did not pass",)
-
-
-def test_exit_code_precedence() -> None:
-    failed = [EntryResult(entry_id="a", status=Status.FAILED)]
-    ok = [EntryResult(entry_id="a", status=Status.PASSED)]
-    unmet = GateVerdict(name="g", held=False)
-    assert exit_code(interrupted=True, broken=True, results=failed, gate=unmet) == 130
-    assert exit_code(interrupted=False, broken=True, results=failed, gate=unmet) == 5
-    assert exit_code(interrupted=False, broken=False, results=failed, gate=unmet) == 1
-    assert exit_code(interrupted=False, broken=False, results=ok, gate=unmet) == 4
-    assert exit_code(interrupted=False, broken=False, results=ok, gate=None) is ExitCode.OK

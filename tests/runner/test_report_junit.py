@@ -65,5 +65,6 @@ def test_junit_is_read_by_a_real_parser(project: Project) -> None:
     assert "nope <&>" in (cases["test_fail"].result[0].message or "")
     assert isinstance(cases["test_error"].result[0], Error)
     assert isinstance(cases["test_xfail"].result[0], Skipped)
+    assert cases["test_xfail"].result[0].message == "known"  # the reason, as pytest writes it
     assert cases["test_ok"].is_passed
     assert cases["test_param[1]"].classname == "tests.test_mix.TestGroup"

@@ -15,6 +15,10 @@ from runner.results import Status, TestResult, phase_status, rollup
         ({"setup": "passed", "call": "failed", "teardown": "failed"}, Status.FAILED),
         ({"setup": "skipped", "teardown": "passed"}, Status.SKIPPED),
         ({"setup": "passed", "call": "skipped", "teardown": "passed"}, Status.SKIPPED),
+        ({"setup": "passed", "call": "xfailed", "teardown": "passed"}, Status.XFAILED),
+        ({"setup": "xfailed", "teardown": "passed"}, Status.XFAILED),
+        ({"setup": "passed", "call": "xpassed", "teardown": "passed"}, Status.XPASSED),
+        ({"setup": "passed", "teardown": "passed"}, Status.NOT_RUN),
         ({}, Status.NOT_RUN),
     ],
 )
@@ -43,10 +47,22 @@ def test_rollup(statuses: list[Status], expected: Status) -> None:
     assert rollup("e", tests).status is expected
 
 
-def test_partial_skip_is_passed_with_a_note() -> None:
-    result = rollup("e", (_t(Status.PASSED), _t(Status.SKIPPED, 1)))
-    assert result.status is Status.PASSED
-    assert result.note == "1 of 2 tests skipped"
+def test_a_partial_skip_is_partial_unless_the_registry_allows_skips() -> None:
+    tests = (_t(Status.PASSED), _t(Status.SKIPPED, 1), _t(Status.XFAILED, 2))
+    result = rollup("e", tests)
+    assert result.status is Status.PARTIAL
+    assert result.note == "2 of 3 tests did not verify anything: 1 skipped, 1 xfailed"
+    allowed = rollup("e", tests, allow_skips=True)
+    assert allowed.status is Status.PASSED and "allows skips" in allowed.note
+    deselected = rollup("e", (_t(Status.PASSED), _t(Status.DESELECTED, 1)), allow_skips=True)
+    assert deselected.status is Status.PARTIAL
+
+
+def test_nothing_that_ran_is_skipped_or_not_run() -> None:
+    assert rollup("e", (_t(Status.XFAILED), _t(Status.SKIPPED, 1))).status is Status.SKIPPED
+    only_deselected = rollup("e", (_t(Status.DESELECTED), _t(Status.DESELECTED, 1)))
+    assert only_deselected.status is Status.NOT_RUN and "deselected" in only_deselected.note
+    assert rollup("e", (_t(Status.XPASSED), _t(Status.PASSED, 1))).status is Status.PASSED
 
 
 def test_entry_message_is_first_failure() -> None:

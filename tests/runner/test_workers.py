@@ -46,7 +46,7 @@ def test_workers_run_every_test_and_report_all_of_them(project: Project) -> None
     assert len(statuses) == 7 and set(statuses.values()) == {"passed"}
 
 
-def test_a_worker_that_dies_is_reported_and_the_run_exits_5(project: Project) -> None:
+def test_a_worker_that_dies_is_replaced_and_the_run_exits_5(project: Project) -> None:
     project.write("tests/test_crash.py", "import os\n\ndef test_crash():\n    os._exit(0)\n")
     project.write("tests/test_slow.py", SLOW_TESTS.format(count=12))
     project.registry(
@@ -60,11 +60,11 @@ def test_a_worker_that_dies_is_reported_and_the_run_exits_5(project: Project) ->
     tests = _tests(project)
     crashed = tests["tests/test_crash.py::test_crash"]
     assert crashed["status"] == "error" and "died while running this test" in crashed["message"]
-    assert len(tests) == 13  # every selected test has a status, run or not
-    never = [t for t in tests.values() if t["status"] == "not_run"]
-    assert never and all("worker died" in t["message"] for t in never)
+    assert len(tests) == 13  # every selected test has a status
+    others = {n: t["status"] for n, t in tests.items() if n != "tests/test_crash.py::test_crash"}
+    assert set(others.values()) == {"passed"}  # a new worker ran the rest
     assert "worker" in project.report()["run"]["broken"][0]
-    assert project.report()["total"]["protected_mrr"] < 1000
+    assert project.report()["total"]["protected_mrr"] == 300
 
 
 def test_a_group_runs_in_one_worker(project: Project) -> None:

@@ -1,0 +1,63 @@
+"""Every report a command asked for, written from one outcome; none lost without a word."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from runner.report_html import render_html
+from runner.report_json import to_dict
+from runner.report_junit import render_junit
+from runner.report_md import render_markdown
+from runner.verdict import Outcome
+from runner.writing import check_distinct, write_text
+
+Renderer = Callable[[Outcome], str]
+
+
+def render_json(outcome: Outcome) -> str:
+    return json.dumps(to_dict(outcome), indent=2) + "\n"
+
+
+RENDERERS: dict[str, Renderer] = {
+    "json": render_json,
+    "junit": render_junit,
+    "markdown": render_markdown,
+    "html": render_html,
+}
+STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
+
+
+def report_paths(opts: dict[str, Any]) -> dict[str, Path]:
+    """The report files a command's options ask for, by format; two aimed at one file are
+    a usage error, raised before anything runs."""
+    paths = {fmt: Path(opts[f"{fmt}_path"]) for fmt in RENDERERS if opts.get(f"{fmt}_path")}
+    check_distinct((f"--{fmt}", path) for fmt, path in paths.items())
+    return paths
+
+
+def write_reports(outcome: Outcome, paths: dict[str, Path]) -> list[str]:
+    """Write each report, and append the Markdown summary to $GITHUB_STEP_SUMMARY when set
+    (once, if --markdown names that very file); returns the paths that could not be written."""
+    summary = os.environ.get(STEP_SUMMARY)
+    targets = [(p, RENDERERS[fmt], False) for fmt, p in paths.items()]
+    if summary:
+        same = "markdown" in paths and _same(paths["markdown"], Path(summary))
+        targets = [t for t in targets if not (same and t[1] is render_markdown)]
+        targets.append((Path(summary), render_markdown, True))
+    lost = []
+    for path, render, append in targets:
+        try:
+            write_text(path, render(outcome), append=append)
+        except OSError as exc:
+            print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+            lost.append(str(path))
+    return lost
+
+
+def _same(a: Path, b: Path) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
