@@ -162,7 +162,8 @@ class EventLog:
 
     def finish(self, stop: Interruption | None, attempt: int = 1) -> list[TestResult]:
         """Every collected test as a result; unfinished ones take the interruption's statuses."""
-        results = [_result(t, self._stop_for(t, stop), attempt) for t in self.tests.values()]
+        mode = self.mode or ""
+        results = [_result(t, self._stop_for(t, stop), attempt, mode) for t in self.tests.values()]
         return results + [_deselected(n, e, attempt) for n, e in self.dropped.items()]
 
     def _stop_for(self, test: _Test, stop: Interruption | None) -> Interruption:
@@ -239,8 +240,10 @@ _HANDLERS: dict[str, Callable[[EventLog, EventData], None]] = {
 }
 
 
-def _result(test: _Test, stop: Interruption, attempt: int) -> TestResult:
+def _result(test: _Test, stop: Interruption, attempt: int, mode: str) -> TestResult:
     status, message = phase_status(test.phases), test.message
+    if test.finished and status is Status.NOT_RUN:
+        message = f"not run: pytest ran with {mode}" if mode else "not run: its call never ran"
     if not test.finished:
         status = stop.running if test.started else stop.waiting
         message = (stop.running_reason or stop.reason) if test.started else stop.reason

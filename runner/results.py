@@ -173,7 +173,9 @@ def rollup(
         return EntryResult(entry_id=entry_id, status=Status.NOT_RUN, note=note or "no tests ran")
     for status in _ROLLUP_ORDER:
         if status in statuses:
-            return EntryResult(entry_id=entry_id, status=status, tests=tests, note=note)
+            first = next(t.message for t in tests if t.status is status)
+            why = note or (first if status is Status.NOT_RUN else "")
+            return EntryResult(entry_id=entry_id, status=status, tests=tests, note=why)
     if not statuses & RAN:
         return _nothing_ran(entry_id, tests, note)
     status = Status.FLAKY if Status.FLAKY in statuses else Status.PASSED

@@ -11,6 +11,8 @@ import sys
 from collections import deque
 from pathlib import Path
 
+from apex.launcher.lifeline import die_with_parent
+
 STOP_GRACE = 3.0
 
 
@@ -34,6 +36,7 @@ class ServiceProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 - a single prctl call
             )
 
     @property

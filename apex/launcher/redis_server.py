@@ -10,6 +10,7 @@ from pathlib import Path
 import redis
 
 from apex.launcher.errors import LaunchError
+from apex.launcher.lifeline import die_with_parent
 from apex.launcher.ports import free_port
 
 
@@ -60,7 +61,11 @@ class RedisServer:
         args = [self.binary, *(item for k, v in options.items() for item in (f"--{k}", v))]
         with (self.workdir / "redis.log").open("wb") as log:
             self.proc = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent(),  # noqa: PLW1509 - a single prctl call
             )
         wait_for_redis(self.url, timeout, self.proc)
 

@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -70,3 +72,39 @@ def test_port_clash_names_the_service() -> None:
 def test_missing_redis_is_a_clear_error() -> None:
     with pytest.raises(LaunchError, match=r"redis: no answer at redis://127\.0\.0\.1:1/0"):
         Stack(StackConfig(redis_url="redis://127.0.0.1:1/0", redis_wait=0.5)).start()
+
+
+def test_services_die_with_a_launcher_killed_outright() -> None:
+    """SIGKILL leaves the launcher no time to stop anything: the services go by themselves."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "apex.launcher"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        lines = _read_until_ready(proc)
+        children = _children(proc.pid)
+        assert len(children) >= 5  # redis and the four services
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_running(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in children if _running(pid)], lines
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    found = []
+    for task in tasks.iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
