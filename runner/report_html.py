@@ -26,7 +26,7 @@ COLORS = {"protected": "#22a05a", "at risk": "#d64545", "unverified": "#b8bec7"}
 
 def render_html(outcome: Outcome) -> str:
     total = outcome.summary.total
-    klass = {0: "ok", 4: "warn"}.get(outcome.exit_code, "bad")
+    klass = {0: "ok", 3: "warn", 4: "warn"}.get(outcome.exit_code, "bad")
     body = [
         f"<h1>Revenue protection — level {escape(outcome.run.level)}"
         + (f", environment {escape(outcome.environment)}" if outcome.environment else "")
@@ -39,6 +39,7 @@ def render_html(outcome: Outcome) -> str:
         "<h2>MRR by tier</h2>",
         _chart(outcome),
         _tiers(outcome),
+        *_why(outcome),
         *_gate(outcome),
         *_failures(outcome),
         "<h2>Durations</h2>",
@@ -112,6 +113,14 @@ def _tier_row(r: TierSummary) -> str:
         f"{r.coverage:.1f}%",
     ]
     return "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>"
+
+
+def _why(outcome: Outcome) -> list[str]:
+    reasons = [r for r in outcome.reasons if r.code != 4]  # the gate has its own section
+    if not reasons:
+        return []
+    items = "".join(f"<li>{escape(r.text)}</li>" for r in reasons)
+    return ["<h2>Why it is not green</h2>", f"<ul>{items}</ul>"]
 
 
 def _gate(outcome: Outcome) -> list[str]:

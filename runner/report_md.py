@@ -6,7 +6,7 @@ from runner.results import EntryResult, Status
 from runner.summary import TierSummary, money
 from runner.verdict import Outcome
 
-_ICON = {0: "✅", 1: "❌", 4: "⚠️", 5: "💥", 130: "⏹️"}
+_ICON = {0: "✅", 1: "❌", 3: "❔", 4: "⚠️", 5: "💥", 129: "⏹️", 130: "⏹️", 143: "⏹️"}
 
 
 def render_markdown(outcome: Outcome) -> str:
@@ -26,7 +26,13 @@ def render_markdown(outcome: Outcome) -> str:
     ]
     lines += [_row(r) for r in outcome.summary.tiers]
     lines.append(_row(total, bold=True))
-    return "\n".join(lines + _gate(outcome) + _failures(outcome) + _unverified(outcome)) + "\n"
+    sections = _why(outcome) + _gate(outcome) + _failures(outcome) + _unverified(outcome)
+    return "\n".join(lines + sections) + "\n"
+
+
+def _why(outcome: Outcome) -> list[str]:
+    reasons = [r for r in outcome.reasons if r.code != 4]  # the gate has its own section
+    return ["", "Why it is not green:", *(f"- {_cell(r.text)}" for r in reasons)] if reasons else []
 
 
 def _row(row: TierSummary, bold: bool = False) -> str:
@@ -86,7 +92,7 @@ def _unverified(outcome: Outcome) -> list[str]:
     unverified = [
         r
         for r in outcome.run.entries
-        if r.status in (Status.NOT_RUN, Status.PENDING, Status.SKIPPED)
+        if r.status in (Status.NOT_RUN, Status.PENDING, Status.SKIPPED, Status.PARTIAL)
     ]
     if not unverified:
         return []

@@ -160,3 +160,39 @@ def test_xfail_and_xpass_are_their_own_outcomes(project: Project) -> None:
     assert proc.returncode == 3
     assert "1 xfailed, 1 xpassed" in proc.stdout.splitlines()[-1]
     assert 'type="pytest.xfail"' in (project.root / "run.xml").read_text()
+
+
+@pytest.mark.parametrize(
+    "conftest",
+    [
+        "raise RuntimeError('the database is down')\n",
+        "import os\nos._exit(0)\n",
+        "import pytest\npytest.exit('not today', returncode=0)\n",
+    ],
+)
+def test_validate_is_not_ok_when_collection_breaks(project: Project, conftest: str) -> None:
+    _setup(project, conftest)
+    proc = project.run("validate")
+    assert proc.returncode == 5, proc.stdout + proc.stderr
+    assert "registry OK" not in proc.stdout
+    assert proc.stderr.startswith("error: cannot validate") and "Traceback" not in proc.stderr
+
+
+def test_detect_flakes_writes_its_reports_and_a_crash_every_round_is_broken(
+    project: Project,
+) -> None:
+    _setup(project, test_a="import os\n\ndef test_a():\n    os._exit(3)\n")
+    code, report = _verdict(project, "--detect-flakes", "2", "--junit", "run.xml")
+    assert code == 5
+    assert [a["status"] for a in report["tests"][0]["tests"][0]["attempts"]] == ["error", "error"]
+    assert (project.root / "run.xml").exists()
+
+
+def test_crashes_are_resumed_a_bounded_number_of_times(project: Project) -> None:
+    crashing = "".join(f"def test_{i}():\n    import os; os._exit(1)\n\n" for i in range(9))
+    _setup(project, test_a=crashing)
+    code, report = _verdict(project)
+    assert code == 5
+    statuses = [t["status"] for t in report["tests"][0]["tests"]]
+    assert statuses == ["error"] * 6 + ["not_run"] * 3  # the first run and 5 fresh ones
+    assert len(report["run"]["children"]) == 6

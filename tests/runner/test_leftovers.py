@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,10 @@ def _catches(pid: int, sig: signal.Signals) -> bool:
     return bool(caught >> (int(sig) - 1) & 1)
 
 
-def _wait_for(predicate: object, what: str, seconds: float = 30) -> None:
+def _wait_for(predicate: Callable[[], object], what: str, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return
         time.sleep(0.01)
     raise AssertionError(f"never happened: {what}")
@@ -185,7 +186,7 @@ def test_the_apex_platform_does_not_outlive_a_stopped_run(project: Project, stop
     project.write("tests/test_platform.py", PLATFORM.format(repo=str(REPO)))
     project.registry([entry("platform", "tests/test_platform.py")])
     proc = _start(project, "--json", "run.json", "--timeout", "15" if stop == "timeout" else "60")
-    _wait_for(lambda: (project.root / "ready").exists(), "the platform is ready", 40)
+    _wait_for((project.root / "ready").exists, "the platform is ready", 40)
     assert len(_marked(marker)) >= 6  # pytest, the launcher, redis and four services
     if stop == "SIGINT":
         proc.send_signal(signal.SIGINT)
