@@ -11,12 +11,12 @@ from typing import Any
 import click
 
 from runner import __version__
-from runner.envprofile import resolve
 from runner.errors import ExitCode, RunnerError
-from runner.registry import load_registry
+from runner.files import check_distinct
+from runner.registry.environments import resolve
+from runner.registry.load import load_registry
 from runner.select import Criteria, select
-from runner.workers import parse_workers
-from runner.writing import check_distinct
+from runner.supervisor.workers import parse_workers
 
 DEFAULT_REGISTRY = "config/levels.yaml"
 REGISTRY_ENV = "UTR_REGISTRY"
@@ -188,12 +188,12 @@ def run(**opts: Any) -> None:
         (f"--{fmt}", opts[f"{fmt}_path"]) for fmt in ("json", "junit", "markdown", "html")
     )
     if opts["list_only"]:
-        from runner.commands import print_plan  # noqa: PLC0415 - rich stays unloaded
+        from runner.commands.misc import print_plan  # noqa: PLC0415 - rich stays unloaded
 
         print_plan(registry, selection, opts, as_json=False)
         return
     # rich and the run machinery load only when running: --list must start fast
-    from runner.commands import run_command  # noqa: PLC0415
+    from runner.commands.misc import run_command  # noqa: PLC0415
 
     raise SystemExit(run_command(registry, selection, opts))
 
@@ -225,7 +225,7 @@ def _select(opts: dict[str, Any]) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(**opts: Any) -> None:
     """Show what a selection would run: tests, MRR, expected time; run nothing."""
-    from runner.commands import print_plan  # noqa: PLC0415
+    from runner.commands.misc import print_plan  # noqa: PLC0415
 
     registry, selection = _select(opts)
     print_plan(registry, selection, opts, as_json=opts["as_json"])
@@ -236,7 +236,7 @@ def plan(**opts: Any) -> None:
 @click.option("--strict", is_flag=True, help="Unregistered tests are an error too.")
 def validate(**opts: Any) -> None:
     """Check the registry against the collected tests; exit 0, or 2 with the problem."""
-    from runner.commands import validate_command  # noqa: PLC0415
+    from runner.commands.misc import validate_command  # noqa: PLC0415
 
     raise SystemExit(validate_command(load_registry(opts["registry"]), strict=opts["strict"]))
 
@@ -254,7 +254,7 @@ def validate(**opts: Any) -> None:
 @click.option("--output", "-o", type=FILE, help="Write here instead of standard output.")
 def report(**opts: Any) -> None:
     """Re-render a saved JSON run report in any format."""
-    from runner.commands import report_command  # noqa: PLC0415
+    from runner.commands.misc import report_command  # noqa: PLC0415
 
     raise SystemExit(report_command(opts))
 
@@ -276,7 +276,7 @@ def report(**opts: Any) -> None:
 )
 def merge(**opts: Any) -> None:
     """Combine shard reports into one run, one summary and one gate verdict."""
-    from runner.commands import merge_command  # noqa: PLC0415
+    from runner.commands.misc import merge_command  # noqa: PLC0415
 
     raise SystemExit(merge_command(opts))
 
@@ -287,7 +287,7 @@ def merge(**opts: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def history_cmd(**opts: Any) -> None:
     """Protected MRR per run over time; the flakiest and the slowest tests."""
-    from runner.commands import history_command  # noqa: PLC0415
+    from runner.commands.misc import history_command  # noqa: PLC0415
 
     history_command(opts)
 
@@ -299,7 +299,7 @@ def history_cmd(**opts: Any) -> None:
 @click.argument("paths", nargs=-1)
 def init(**opts: Any) -> None:
     """Scaffold a registry from the tests pytest collects (tier and MRR left to fill in)."""
-    from runner.commands import init_command  # noqa: PLC0415
+    from runner.commands.misc import init_command  # noqa: PLC0415
 
     raise SystemExit(init_command(opts))
 

@@ -31,7 +31,7 @@ def _prewarmed_children(root: Path) -> list[int]:
             cwd = os.readlink(proc / "cwd")
         except OSError:
             continue
-        if b"runner.prewarm" in cmdline and cwd == str(root):
+        if b"import prewarmed" in cmdline and cwd == str(root):
             found.append(int(proc.name))
     return found
 

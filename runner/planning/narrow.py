@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runner import budget, envprofile, shard
-from runner.changed import Change, changed_files
 from runner.model import Entry, Registry
+from runner.planning import budget, shard
+from runner.planning.changed import Change, changed_files
+from runner.registry import environments
 from runner.results import EntryResult, Status
 from runner.select import Selection
 from runner.summary import money
@@ -36,7 +37,7 @@ def narrow_for(
     )
     if opts.get("env") is None:
         return result
-    profile = envprofile.describe(registry, opts["env"])
+    profile = environments.describe(registry, opts["env"])
     note = f"environment {profile['name']!r}: " + (profile["description"] or "no description")
     meta = {**result.meta, "environment": profile}
     return replace(result, meta=meta, notes=(note, *result.notes))

@@ -11,11 +11,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from runner import durations
+from runner.commands.plan import plan_dict, plan_lines
 from runner.errors import RegistryError, RunBrokenError, UsageError
 from runner.model import Registry
-from runner.narrow import narrow_for
-from runner.plan import plan_dict, plan_lines
+from runner.planning import durations
+from runner.planning.narrow import narrow_for
 from runner.select import ALL_LEVELS, Selection, level_timeout, run_order
 
 
@@ -47,7 +47,7 @@ def print_plan(
 
 
 def run_command(registry: Registry, selection: Selection, opts: dict[str, Any]) -> int:
-    from runner.session import detect_flakes, execute  # noqa: PLC0415 - loads rich
+    from runner.commands.run import detect_flakes, execute  # noqa: PLC0415 - loads rich
 
     if opts.get("detect_flakes"):
         return detect_flakes(registry, selection, opts, int(opts["detect_flakes"]))
@@ -63,7 +63,7 @@ def everything(registry: Registry) -> Selection:
 def validate_command(registry: Registry, strict: bool) -> int:
     """Collect every implemented entry: registry problems exit 2, a collection that itself
     broke (a conftest that raises, exits or stops the session) exits 5."""
-    from runner.orchestrate import RunOptions, run_selection  # noqa: PLC0415
+    from runner.supervisor.run import RunOptions, run_selection  # noqa: PLC0415
     from runner.verdict import judge  # noqa: PLC0415
 
     selection = everything(registry)
@@ -98,9 +98,9 @@ def _print_valid(registry: Registry, selection: Selection, result: Any) -> None:
 
 
 def _outcome_from(paths: list[Path], opts: dict[str, Any], gate: str | None, merging: bool) -> Any:
-    from runner.loadreport import load_run, read_report  # noqa: PLC0415
-    from runner.registry import load_registry  # noqa: PLC0415
-    from runner.shards import merge_runs  # noqa: PLC0415
+    from runner.commands.merge import merge_runs  # noqa: PLC0415
+    from runner.registry.load import load_registry  # noqa: PLC0415
+    from runner.reports.reader import load_run, read_report  # noqa: PLC0415
     from runner.verdict import judge  # noqa: PLC0415
 
     registry = load_registry(opts["registry"])
@@ -116,7 +116,7 @@ def _outcome_from(paths: list[Path], opts: dict[str, Any], gate: str | None, mer
 
 
 def report_command(opts: dict[str, Any]) -> int:
-    from runner.loadreport import read_report  # noqa: PLC0415
+    from runner.reports.reader import read_report  # noqa: PLC0415
 
     data = read_report(Path(opts["run_json"]))
     gate = (data.get("gate") or {}).get("name") if isinstance(data.get("gate"), dict) else None
@@ -126,8 +126,8 @@ def report_command(opts: dict[str, Any]) -> int:
 
 
 def merge_command(opts: dict[str, Any]) -> int:
-    from runner.console import make_console, render_summary  # noqa: PLC0415
-    from runner.report_write import report_paths, write_reports  # noqa: PLC0415
+    from runner.reports.console import make_console, render_summary  # noqa: PLC0415
+    from runner.reports.files import report_paths, write_reports  # noqa: PLC0415
     from runner.verdict import final_exit  # noqa: PLC0415
 
     paths = report_paths(opts)
@@ -137,9 +137,9 @@ def merge_command(opts: dict[str, Any]) -> int:
 
 
 def _emit(outcome: Any, fmt: str, output: Path | None) -> None:
-    from runner.console import make_console, render_summary  # noqa: PLC0415
-    from runner.report_write import RENDERERS  # noqa: PLC0415
-    from runner.writing import write_text  # noqa: PLC0415
+    from runner.files import write_text  # noqa: PLC0415
+    from runner.reports.console import make_console, render_summary  # noqa: PLC0415
+    from runner.reports.files import RENDERERS  # noqa: PLC0415
 
     if fmt == "text":
         if output is None:
@@ -203,9 +203,9 @@ def init_command(opts: dict[str, Any]) -> int:
 
 def _collect(paths: tuple[str, ...]) -> list[str]:
     """Every test pytest collects, from the plugin's event stream (an empty registry)."""
-    from runner.events import EventLog  # noqa: PLC0415
-    from runner.execute import ChildSpec, run_child  # noqa: PLC0415
-    from runner.protocol import make_spec  # noqa: PLC0415
+    from runner.child.protocol import make_spec  # noqa: PLC0415
+    from runner.supervisor.events import EventLog  # noqa: PLC0415
+    from runner.supervisor.process import ChildSpec, run_child  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(prefix="utr-init-") as tmp:
         work, log = Path(tmp), EventLog()

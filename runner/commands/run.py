@@ -8,17 +8,18 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from runner import durations, history, signals
-from runner.envprofile import resolve
+from runner import history, signals
 from runner.errors import EmptySelectionError
 from runner.model import Registry
-from runner.narrow import Narrowed, narrow_for
-from runner.orchestrate import RunOptions, run_selection, run_staged
-from runner.report_write import report_paths, write_reports
+from runner.planning import durations
+from runner.planning.narrow import Narrowed, narrow_for
+from runner.registry.environments import resolve
+from runner.reports.files import report_paths, write_reports
 from runner.results import Attempt, RunResult, Status, TestResult, rollup
 from runner.select import Selection
+from runner.supervisor.run import RunOptions, run_selection, run_staged
+from runner.supervisor.workers import parse_workers
 from runner.verdict import Outcome, final_exit, judge
-from runner.workers import parse_workers
 
 FAIL_FAST_NOTE = "not run: --fail-fast stopped the run at the first failure"
 
@@ -44,7 +45,7 @@ def execute(registry: Registry, selection: Selection, opts: dict[str, Any]) -> i
 
 def finish(outcome: Outcome, opts: dict[str, Any], console: Any) -> int:
     """Render, write every report, remember the run; the exit code, reports lost included."""
-    from runner.console import render_summary  # noqa: PLC0415 - see LazyProgress
+    from runner.reports.console import render_summary  # noqa: PLC0415 - see LazyProgress
 
     render_summary(console, outcome)
     lost = write_reports(outcome, report_paths(opts))
@@ -113,14 +114,14 @@ class LazyProgress:
 
     def console(self) -> Any:
         if self._console is None:
-            from runner.console import make_console  # noqa: PLC0415
+            from runner.reports.console import make_console  # noqa: PLC0415
 
             self._console = make_console()
         return self._console
 
     def __call__(self, event: dict[str, Any]) -> None:
         if self.display is None:
-            from runner.progress import Progress  # noqa: PLC0415
+            from runner.reports.progress import Progress  # noqa: PLC0415
 
             self.display = Progress(self.registry, self.console()).__enter__()
         self.display(event)
@@ -175,7 +176,7 @@ def detect_flakes(
     outcome = judge(
         registry, result, opts.get("gate"), tuple(opts["pytest_args"]), flaky_fails=True
     )
-    from runner.console import make_console  # noqa: PLC0415
+    from runner.reports.console import make_console  # noqa: PLC0415
 
     return finish(outcome, {**opts, "record_durations": False}, make_console())
 

@@ -13,8 +13,8 @@ from dataclasses import replace
 from typing import Any
 
 from runner.model import Registry
-from runner.orchestrate import combine
 from runner.results import EntryResult, RunResult, Status
+from runner.supervisor.run import combine
 
 
 def merge_runs(registry: Registry, runs: list[RunResult], allow_missing: bool) -> RunResult:

@@ -9,12 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from runner.report_html import render_html
-from runner.report_json import to_dict
-from runner.report_junit import render_junit
-from runner.report_md import render_markdown
+from runner.files import check_distinct, write_text
+from runner.reports.html import render_html
+from runner.reports.json_report import to_dict
+from runner.reports.junit import render_junit
+from runner.reports.markdown import render_markdown
 from runner.verdict import Outcome
-from runner.writing import check_distinct, write_text
 
 Renderer = Callable[[Outcome], str]
 

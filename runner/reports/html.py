@@ -25,17 +25,8 @@ COLORS = {"protected": "#22a05a", "at risk": "#d64545", "unverified": "#b8bec7"}
 
 
 def render_html(outcome: Outcome) -> str:
-    total = outcome.summary.total
-    klass = {0: "ok", 3: "warn", 4: "warn"}.get(outcome.exit_code, "bad")
     body = [
-        f"<h1>Revenue protection — level {escape(outcome.run.level)}"
-        + (f", environment {escape(outcome.environment)}" if outcome.environment else "")
-        + "</h1>",
-        f'<p class="verdict {klass}">{money(total.protected)} of '
-        f"{money(total.registered_mrr)} MRR protected ({total.coverage:.1f}%), "
-        f"{money(total.at_risk)} at risk, {money(total.unverified)} unverified — exit "
-        f"{outcome.exit_code}, {outcome.run.duration:.1f} s, started "
-        f"{escape(outcome.run.started_at)}</p>",
+        *_head(outcome),
         "<h2>MRR by tier</h2>",
         _chart(outcome),
         _tiers(outcome),
@@ -50,6 +41,21 @@ def render_html(outcome: Outcome) -> str:
         "<title>Revenue protection report</title>"
         f"<style>{CSS}</style><body>{''.join(body)}</body></html>\n"
     )
+
+
+def _head(outcome: Outcome) -> list[str]:
+    total = outcome.summary.total
+    klass = {0: "ok", 3: "warn", 4: "warn"}.get(outcome.exit_code, "bad")
+    return [
+        f"<h1>Revenue protection — level {escape(outcome.run.level)}"
+        + (f", environment {escape(outcome.environment)}" if outcome.environment else "")
+        + "</h1>",
+        f'<p class="verdict {klass}">{money(total.protected)} of '
+        f"{money(total.registered_mrr)} MRR protected ({total.coverage:.1f}%), "
+        f"{money(total.at_risk)} at risk, {money(total.unverified)} unverified — exit "
+        f"{outcome.exit_code}, {outcome.run.duration:.1f} s, started "
+        f"{escape(outcome.run.started_at)}</p>",
+    ]
 
 
 WIDTH, BAR, GAP, LABEL_W = 720, 26, 12, 260

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
-from runner.report_json import SCHEMA, SCHEMA_VERSION
+from runner.reports.json_report import SCHEMA, SCHEMA_VERSION
 from runner.results import Attempt, ChildRun, EntryResult, RunResult, Status, TestResult
 
 EXTRA_KEYS = ("shard", "selection", "environment", "changed")

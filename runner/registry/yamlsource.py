@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from runner import yamlfast
 from runner.errors import RegistryError
-from runner.yamlfast import LineDict
+from runner.registry import yamlfast
+from runner.registry.yamlfast import LineDict
 
 MAX_BYTES = 16 * 1024 * 1024
 
