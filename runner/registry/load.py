@@ -14,8 +14,7 @@ from typing import Any
 from runner.errors import RegistryError
 from runner.model import IMPLEMENTED, PENDING, Entry, Gate, Level, Registry, Tier
 from runner.registry.environments import environments
-from runner.registry.yamlfast import LineDict
-from runner.registry.yamlsource import load_yaml
+from runner.registry.yamlread import LineDict, load_yaml
 
 TOP_KEYS = {
     *("version", "default_level", "levels", "tiers", "gates", "tests", "suite_roots"),

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from runner.errors import RegistryError
 from runner.registry.load import load_registry
-from runner.registry.yamlsource import load_yaml
+from runner.registry.yamlread import load_yaml
 from tests.conftest import Project, entry
 
 SCALARS = st.one_of(
