@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import re
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from runner.errors import RunBrokenError, UsageError
+from runner.errors import UsageError
+from runner.supervisor.collect import collect_all
 
 
 def init(output: Path, level: str, *, force: bool, paths: tuple[str, ...]) -> int:
     """Write a registry with one entry per collected test file, tier and MRR left to fill."""
     if output.exists() and not force:
         raise UsageError(f"{output} exists; pass --force to overwrite it")
-    nodeids = _collect(paths)
+    nodeids = collect_all(Path.cwd(), paths)
     if not nodeids:
         raise UsageError("pytest collected no tests here: nothing to register")
     files: dict[str, int] = Counter(n.split("::")[0] for n in nodeids)
@@ -26,31 +25,6 @@ def init(output: Path, level: str, *, force: bool, paths: tuple[str, ...]) -> in
         "fill in tier, mrr and owner, then run `validate`"
     )
     return 0
-
-
-def _collect(paths: tuple[str, ...]) -> list[str]:
-    """Every test pytest collects, from the plugin's event stream (an empty registry)."""
-    from runner.child.protocol import make_spec  # noqa: PLC0415
-    from runner.supervisor.events import EventLog  # noqa: PLC0415
-    from runner.supervisor.process import ChildSpec, run_child  # noqa: PLC0415
-
-    with tempfile.TemporaryDirectory(prefix="utr-init-") as tmp:
-        work, log = Path(tmp), EventLog()
-        spec = make_spec(root=str(Path.cwd()), events=str(work / "events.jsonl"), entries=[])
-        (work / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
-        child = ChildSpec(
-            root=Path.cwd(),
-            targets=paths,
-            extra_args=("--collect-only",),
-            spec_file=work / "spec.json",
-            events_file=work / "events.jsonl",
-            log_file=work / "pytest.log",
-            timeout=300,
-        )
-        run_child(child, log.apply, log.done)
-    if not log.session_finished:
-        raise RunBrokenError("pytest could not collect the tests here (its session broke)")
-    return log.unregistered
 
 
 SCAFFOLD_HEAD = """\

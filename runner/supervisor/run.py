@@ -82,14 +82,14 @@ def run_selection(
         timeout=timeout,
     )
     try:
-        result = _execute(run)
+        result = _run_children(run)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     return _tidy(result, workdir)
 
 
-def _execute(run: _Run) -> RunResult:
+def _run_children(run: _Run) -> RunResult:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     clock = time.monotonic()
     if signals.requested():  # stopped before anything started: nothing ran, all is reported
