@@ -20,9 +20,9 @@ from bench.measure import (
     timed,
     write_registry,
 )
-from runner import shard
 from runner.model import Entry
-from runner.registry import load_registry
+from runner.planning import shard
+from runner.registry.load import load_registry
 from runner.select import Criteria, select
 
 NO_STATE = ("--no-history", "--no-record-durations")

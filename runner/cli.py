@@ -1,4 +1,6 @@
-"""The command line: the only module that imports click and owns the console."""
+"""The command line: parses it with click into one typed request per command, and turns
+every RunnerError into one line on stderr and its exit code. Nothing past this module sees
+click or an options dictionary."""
 
 from __future__ import annotations
 
@@ -11,17 +13,28 @@ from typing import Any
 import click
 
 from runner import __version__
-from runner.envprofile import resolve
-from runner.errors import ExitCode, RunnerError
-from runner.registry import load_registry
-from runner.select import Criteria, select
-from runner.workers import parse_workers
-from runner.writing import check_distinct
+from runner.errors import ExitCode, RunnerError, UsageError
+from runner.files import check_distinct
+from runner.model import Registry
+from runner.planning.shard import parse_shard
+from runner.registry.environments import resolve
+from runner.registry.load import load_registry
+from runner.request import (
+    DEFAULT_DURATIONS,
+    DEFAULT_HISTORY,
+    DEFAULT_REGISTRY,
+    REGISTRY_ENV,
+    MergeRequest,
+    Narrowing,
+    ReportPaths,
+    RunRequest,
+)
+from runner.select import Criteria, Selection, select
+from runner.supervisor.workers import parse_workers
 
-DEFAULT_REGISTRY = "config/levels.yaml"
-REGISTRY_ENV = "UTR_REGISTRY"
 Deco = Callable[[Callable[..., Any]], Callable[..., Any]]
 FILE = click.Path(path_type=Path, dir_okay=False)
+EXISTING = click.Path(path_type=Path, dir_okay=False, exists=True)
 
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -79,6 +92,17 @@ registry_option = click.option(
     show_default=True,
     help=f"The YAML registry (also ${REGISTRY_ENV}); paths in it are relative to the cwd.",
 )
+report_options = _stack(
+    click.option("--json", "json_path", type=FILE, help="Write the JSON run report here."),
+    click.option("--junit", "junit_path", type=FILE, help="Write JUnit XML here."),
+    click.option(
+        "--markdown",
+        "markdown_path",
+        type=FILE,
+        help="Write a Markdown summary here ($GITHUB_STEP_SUMMARY is used when set).",
+    ),
+    click.option("--html", "html_path", type=FILE, help="Write a self-contained HTML report."),
+)
 selection_options = _stack(
     registry_option,
     click.option("--level", help="Level to run (levels include others); 'all' for every level."),
@@ -112,10 +136,12 @@ selection_options = _stack(
     click.option("--gate", help="Stage gate from the registry to evaluate after the run."),
     click.option(
         "--durations-file",
-        default=".test_durations.json",
+        type=FILE,
+        default=DEFAULT_DURATIONS,
         show_default=True,
         help="Recorded durations (read for --shard/--budget, updated by runs).",
     ),
+    seconds_option("--timeout", "Seconds for the whole run (default: the level's timeout)."),
 )
 
 
@@ -130,17 +156,8 @@ def cli() -> None:
 
 @cli.command()
 @selection_options
+@report_options
 @click.option("--list", "list_only", is_flag=True, help="Print the plan and exit; run nothing.")
-@click.option("--json", "json_path", type=FILE, help="Write the JSON run report here.")
-@click.option("--junit", "junit_path", type=FILE, help="Write JUnit XML here.")
-@click.option(
-    "--markdown",
-    "markdown_path",
-    type=FILE,
-    help="Write a Markdown summary here ($GITHUB_STEP_SUMMARY is used when set).",
-)
-@click.option("--html", "html_path", type=FILE, help="Write a self-contained HTML report here.")
-@seconds_option("--timeout", "Seconds for the whole run (default: the level's timeout).")
 @click.option(
     "--workers",
     metavar="N|auto",
@@ -161,88 +178,112 @@ def cli() -> None:
 )
 @click.option(
     "--history-file",
-    default=".runner/history.sqlite",
+    type=FILE,
+    default=DEFAULT_HISTORY,
     show_default=True,
     help="Where runs are recorded for `history`.",
 )
-@click.option(
-    "--no-history",
-    "history",
-    flag_value=False,
-    default=True,
-    help="Do not record this run in the history.",
-)
-@click.option(
-    "--no-record-durations",
-    "record_durations",
-    flag_value=False,
-    default=True,
-    help="Do not update the durations file.",
-)
+@click.option("--no-history", is_flag=True, help="Do not record this run in the history.")
+@click.option("--no-record-durations", is_flag=True, help="Do not update the durations file.")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def run(**opts: Any) -> None:
     """Run the selected tests (extra pytest arguments go after `--`)."""
-    registry, selection = _select(opts)
-    parse_workers(opts["workers"])  # a bad value is a usage error before anything starts
-    check_distinct(
-        (f"--{fmt}", opts[f"{fmt}_path"]) for fmt in ("json", "junit", "markdown", "html")
-    )
+    request = _run_request(opts)
+    registry, selection = _select(request)
+    parse_workers(request.workers)  # a bad value is a usage error before anything starts
+    check_distinct((f"--{fmt}", path) for fmt, path in request.reports.chosen().items())
     if opts["list_only"]:
-        from runner.commands import print_plan  # noqa: PLC0415 - rich stays unloaded
+        from runner.commands.plan import print_plan  # noqa: PLC0415 - rich stays unloaded
 
-        print_plan(registry, selection, opts, as_json=False)
+        print_plan(registry, selection, request, as_json=False)
         return
     # rich and the run machinery load only when running: --list must start fast
-    from runner.commands import run_command  # noqa: PLC0415
+    from runner.commands.run import run as run_command  # noqa: PLC0415
 
-    raise SystemExit(run_command(registry, selection, opts))
+    raise SystemExit(run_command(registry, selection, request))
 
 
-def _select(opts: dict[str, Any]) -> Any:
-    registry = load_registry(opts["registry"])
-    selection = select(
-        registry,
-        Criteria(
+def _run_request(opts: dict[str, Any]) -> RunRequest:
+    """The one place the command line's options are read (`plan` has a subset of them)."""
+    return RunRequest(
+        registry=opts["registry"],
+        criteria=Criteria(
             level=opts["level"],
             patterns=tuple(opts["patterns"]),
             tiers=tuple(opts["tiers"]),
             ids=tuple(opts["ids"]),
         ),
+        narrowing=Narrowing(
+            changed=opts["changed"], shard=parse_shard(opts["shard"]), budget=opts["budget"]
+        ),
+        env=opts["env"],
+        gate=opts["gate"],
+        timeout=opts["timeout"],
+        durations_file=opts["durations_file"],
+        **_run_only(opts),
     )
-    if opts.get("env") is not None:
-        resolve(registry, opts["env"])  # an unknown profile or a missing secret stops here
-    gate = opts.get("gate")
-    if gate is not None and gate not in registry.gates:
-        raise click.BadParameter(
-            f"unknown gate {gate!r} (defined: {', '.join(sorted(registry.gates)) or 'none'})"
-        )
+
+
+def _run_only(opts: dict[str, Any]) -> dict[str, Any]:
+    if "pytest_args" not in opts:  # `plan`
+        return {}
+    return {
+        "workers": opts["workers"],
+        "strict": opts["strict"],
+        "fail_fast": opts["fail_fast"],
+        "stop_after_failing_tier": opts["stop_after_failing_tier"],
+        "detect_flakes": opts["detect_flakes"],
+        "pytest_args": tuple(opts["pytest_args"]),
+        "reports": _report_paths(opts),
+        "record_durations": not opts["no_record_durations"],
+        "history_file": None if opts["no_history"] else opts["history_file"],
+    }
+
+
+def _report_paths(opts: dict[str, Any]) -> ReportPaths:
+    return ReportPaths(
+        json=opts["json_path"],
+        junit=opts["junit_path"],
+        markdown=opts["markdown_path"],
+        html=opts["html_path"],
+    )
+
+
+def _select(request: RunRequest) -> tuple[Registry, Selection]:
+    registry = load_registry(request.registry)
+    selection = select(registry, request.criteria)
+    if request.env is not None:
+        resolve(registry, request.env)  # an unknown profile or a missing secret stops here
+    if request.gate is not None and request.gate not in registry.gates:
+        known = ", ".join(sorted(registry.gates)) or "none"
+        raise UsageError(f"unknown gate {request.gate!r} (defined: {known})")
     return registry, selection
 
 
 @cli.command()
 @selection_options
-@seconds_option("--timeout", "As for run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(**opts: Any) -> None:
     """Show what a selection would run: tests, MRR, expected time; run nothing."""
-    from runner.commands import print_plan  # noqa: PLC0415
+    from runner.commands.plan import print_plan  # noqa: PLC0415
 
-    registry, selection = _select(opts)
-    print_plan(registry, selection, opts, as_json=opts["as_json"])
+    request = _run_request(opts)
+    registry, selection = _select(request)
+    print_plan(registry, selection, request, as_json=opts["as_json"])
 
 
 @cli.command()
 @registry_option
 @click.option("--strict", is_flag=True, help="Unregistered tests are an error too.")
-def validate(**opts: Any) -> None:
-    """Check the registry against the collected tests; exit 0, or 2 with the problem."""
-    from runner.commands import validate_command  # noqa: PLC0415
+def validate(registry: Path, strict: bool) -> None:
+    """Check the registry against the collected tests; exit 0, 2 (the registry) or 5."""
+    from runner.commands.validate import validate as validate_command  # noqa: PLC0415
 
-    raise SystemExit(validate_command(load_registry(opts["registry"]), strict=opts["strict"]))
+    raise SystemExit(validate_command(load_registry(registry), strict=strict))
 
 
 @cli.command()
-@click.argument("run_json", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("run_json", type=EXISTING)
 @registry_option
 @click.option(
     "--format",
@@ -252,23 +293,18 @@ def validate(**opts: Any) -> None:
     show_default=True,
 )
 @click.option("--output", "-o", type=FILE, help="Write here instead of standard output.")
-def report(**opts: Any) -> None:
+def report(run_json: Path, registry: Path, fmt: str, output: Path | None) -> None:
     """Re-render a saved JSON run report in any format."""
-    from runner.commands import report_command  # noqa: PLC0415
+    from runner.commands.report import report as report_command  # noqa: PLC0415
 
-    raise SystemExit(report_command(opts))
+    raise SystemExit(report_command(run_json, registry, fmt, output))
 
 
 @cli.command()
-@click.argument(
-    "reports", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True)
-)
+@click.argument("reports", nargs=-1, required=True, type=EXISTING)
 @registry_option
 @click.option("--gate", help="Stage gate to evaluate on the merged run.")
-@click.option("--json", "json_path", type=FILE, help="Write the merged JSON report here.")
-@click.option("--junit", "junit_path", type=FILE, help="Write merged JUnit XML here.")
-@click.option("--markdown", "markdown_path", type=FILE, help="Write a Markdown summary here.")
-@click.option("--html", "html_path", type=FILE, help="Write an HTML report here.")
+@report_options
 @click.option(
     "--allow-missing-shards",
     is_flag=True,
@@ -276,32 +312,39 @@ def report(**opts: Any) -> None:
 )
 def merge(**opts: Any) -> None:
     """Combine shard reports into one run, one summary and one gate verdict."""
-    from runner.commands import merge_command  # noqa: PLC0415
+    from runner.commands.merge import merge as merge_command  # noqa: PLC0415
 
-    raise SystemExit(merge_command(opts))
+    request = MergeRequest(
+        reports=tuple(opts["reports"]),
+        registry=opts["registry"],
+        gate=opts["gate"],
+        outputs=_report_paths(opts),
+        allow_missing_shards=opts["allow_missing_shards"],
+    )
+    raise SystemExit(merge_command(request))
 
 
 @cli.command(name="history")
-@click.option("--history-file", default=".runner/history.sqlite", show_default=True)
+@click.option("--history-file", type=FILE, default=DEFAULT_HISTORY, show_default=True)
 @click.option("--last", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def history_cmd(**opts: Any) -> None:
+def history_cmd(history_file: Path, last: int, as_json: bool) -> None:
     """Protected MRR per run over time; the flakiest and the slowest tests."""
-    from runner.commands import history_command  # noqa: PLC0415
+    from runner.commands.history import history  # noqa: PLC0415
 
-    history_command(opts)
+    history(history_file, last, as_json=as_json)
 
 
 @cli.command()
-@click.option("--output", "-o", type=FILE, default=Path("config/levels.yaml"), show_default=True)
+@click.option("--output", "-o", type=FILE, default=DEFAULT_REGISTRY, show_default=True)
 @click.option("--level", default="integration", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing registry.")
 @click.argument("paths", nargs=-1)
-def init(**opts: Any) -> None:
+def init(output: Path, level: str, force: bool, paths: tuple[str, ...]) -> None:
     """Scaffold a registry from the tests pytest collects (tier and MRR left to fill in)."""
-    from runner.commands import init_command  # noqa: PLC0415
+    from runner.commands.init import init as init_command  # noqa: PLC0415
 
-    raise SystemExit(init_command(opts))
+    raise SystemExit(init_command(output, level, force=force, paths=paths))
 
 
 def main(argv: list[str] | None = None) -> int:

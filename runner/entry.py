@@ -1,7 +1,7 @@
 """The console entry point: start a pytest child warming up, then parse the command line.
 
 Importing click and the runner takes a good part of a run's start-up; a pytest child
-started first (runner.prewarm) imports pytest on the other core meanwhile. Commands that
+started first (runner.supervisor.prewarm) imports pytest on the other core meanwhile. Commands that
 run no pytest skip it, and do not even import it: `--list` must start fast.
 """
 
@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     signals.install()
     args = sys.argv[1:] if argv is None else argv
     if not NO_PYTEST.intersection(args):
-        from runner import prewarm  # noqa: PLC0415
+        from runner.supervisor import prewarm  # noqa: PLC0415
 
         prewarm.start(prewarm.base_env())
     from runner.cli import main as cli_main  # noqa: PLC0415 - after the child is started

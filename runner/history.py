@@ -11,7 +11,6 @@ from runner.errors import UsageError
 from runner.results import Status
 from runner.verdict import Outcome
 
-DEFAULT_FILE = ".runner/history.sqlite"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT,
     level TEXT, exit_code INTEGER, duration_s REAL, registered REAL, protected REAL,

@@ -117,6 +117,27 @@ class ChildRun:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RunContext:
+    """What planning recorded about a run, for its reports and for `merge`."""
+
+    shard: Mapping[str, Any] | None = None  # index, total, plan (its id), entries
+    selection: tuple[str, ...] = ()  # every entry the shards of one plan share
+    environment: Mapping[str, Any] | None = None  # the --env profile: names, never values
+    changed: Mapping[str, Any] | None = None  # --changed: ref, files, touched, ...
+    detect_flakes: int = 0  # rounds of --detect-flakes: a flaky test is then the finding
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields that are set, as the JSON report's `run` carries them."""
+        values = {"shard": self.shard, "environment": self.environment, "changed": self.changed}
+        found: dict[str, Any] = {k: dict(v) for k, v in values.items() if v is not None}
+        if self.selection:
+            found["selection"] = list(self.selection)
+        if self.detect_flakes:
+            found["detect_flakes"] = self.detect_flakes
+        return found
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunResult:
     """Everything a report needs about one run, and every fact the verdict weighs."""
 
@@ -131,7 +152,7 @@ class RunResult:
     interrupted_by: str = ""  # SIGINT, SIGTERM or SIGHUP
     timeout: float = 0.0
     log_file: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    context: RunContext = field(default_factory=RunContext)
 
     @property
     def interrupted(self) -> bool:

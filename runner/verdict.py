@@ -52,8 +52,8 @@ class Outcome:
     @property
     def environment(self) -> str | None:
         """The `--env` profile the run used, if any."""
-        profile = self.run.extra.get("environment")
-        return str(profile["name"]) if isinstance(profile, dict) else None
+        profile = self.run.context.environment
+        return str(profile["name"]) if profile is not None else None
 
     @property
     def broken(self) -> tuple[str, ...]:
@@ -65,13 +65,11 @@ def judge(
     run: RunResult,
     gate_name: str | None = None,
     pytest_args: tuple[str, ...] = (),
-    *,
-    flaky_fails: bool = False,
 ) -> Outcome:
-    """The outcome of `run`; `flaky_fails` for --detect-flakes, where a flaky test is the
-    finding, not a pass."""
+    """The outcome of `run` (under --detect-flakes a flaky test is the finding, not a pass)."""
     summary = summarize(registry, run.entries)
     gate = _gate(registry, run, gate_name, summary)
+    flaky_fails = bool(run.context.detect_flakes)
     reasons = (*_interrupted(run), *_broken(run), *_failed(registry, run, flaky_fails))
     reasons += (*_unverified(registry, run), *_gate_reasons(gate))
     return Outcome(

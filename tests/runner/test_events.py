@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from runner.events import EventLog, Interruption
 from runner.results import Status
+from runner.supervisor.events import EventLog, Interruption
 
 
 def _log() -> EventLog:

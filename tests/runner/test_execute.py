@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.execute import ChildSpec, pytest_argv
+from runner.supervisor.process import ChildSpec, pytest_argv
 from tests.conftest import REPO, Project, entry
 
 pytestmark = pytest.mark.slow

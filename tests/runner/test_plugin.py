@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.entryindex import EntryIndex
+from runner.child.entryindex import EntryIndex
 
 
 def test_most_specific_entry_wins(tmp_path: Path) -> None:

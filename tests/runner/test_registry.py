@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import RegistryError
-from runner.registry import load_registry
+from runner.registry.load import load_registry
 from tests.conftest import REPO, Project, entry
 
 

@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.errors import RegistryError
-from runner.registry import load_registry
-from runner.yamlsource import load_yaml
+from runner.registry.load import load_registry
+from runner.registry.yamlread import load_yaml
 from tests.conftest import Project, entry
 
 SCALARS = st.one_of(

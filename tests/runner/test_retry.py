@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from runner.results import Attempt, Status, TestResult
-from runner.retry import due_for_retry, merge_attempt, retry_failures
+from runner.supervisor.retry import due_for_retry, merge_attempt, retry_failures
 from tests.runner.helpers import make_entry, make_registry
 
 REGISTRY = make_registry(

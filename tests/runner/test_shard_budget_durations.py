@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import budget, durations, shard
 from runner.errors import UsageError
 from runner.model import Entry
+from runner.planning import budget, durations, shard
 from tests.runner.helpers import make_entry
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from runner.model import Gate
-from runner.results import ChildRun, EntryResult, RunResult, Status, TestResult
+from runner.results import ChildRun, EntryResult, RunContext, RunResult, Status, TestResult
 from runner.verdict import final_exit, judge
 from tests.runner.helpers import make_entry, make_registry
 
@@ -121,7 +121,8 @@ def test_flaky_is_a_finding_when_detecting_flakes() -> None:
     run = _run(Status.FLAKY, Status.PASSED)
     run = replace(run, entries=(replace(run.entries[0], tests=(flaky,)), run.entries[1]))
     assert judge(REGISTRY, run).exit_code == 0
-    assert judge(REGISTRY, run, flaky_fails=True).exit_code == 1
+    rounds = replace(run, context=RunContext(detect_flakes=3))
+    assert judge(REGISTRY, rounds).exit_code == 1
 
 
 def test_a_report_that_could_not_be_written_breaks_the_run() -> None:

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner import boot, prewarm, signals
+from runner import signals
+from runner.child import boot
+from runner.child.protocol import SPEC_OPTION
 from runner.errors import RunBrokenError
-from runner.protocol import SPEC_OPTION
-from runner.reaper import Leftovers, become_subreaper
+from runner.supervisor import prewarm
+from runner.supervisor.reaper import Leftovers, become_subreaper
 
 POLL_SECONDS = 0.02
 FOLLOW_EVERY = 10  # polls between two looks at the child's process tree

@@ -11,11 +11,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from runner.envprofile import environments
 from runner.errors import RegistryError
 from runner.model import IMPLEMENTED, PENDING, Entry, Gate, Level, Registry, Tier
-from runner.yamlfast import LineDict
-from runner.yamlsource import load_yaml
+from runner.registry.environments import environments
+from runner.registry.yamlread import LineDict, load_yaml
 
 TOP_KEYS = {
     *("version", "default_level", "levels", "tiers", "gates", "tests", "suite_roots"),

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from runner.errors import ExitCode
+from runner.reports.tables import (
+    AT_RISK,
+    FAILED,
+    PROTECTED,
+    TIER_COLUMNS,
+    attention,
+    reasons_shown,
+    tier_rows,
+)
 from runner.results import Status
-from runner.summary import TierSummary, money, test_counts
+from runner.summary import money, test_counts
 from runner.verdict import Outcome
 
 _VERDICT: dict[int, tuple[str, str]] = {
@@ -37,6 +49,16 @@ def make_console(stderr: bool = False) -> Console:
     )
 
 
+@contextlib.contextmanager
+def text_console(output: Path | None) -> Iterator[Console]:
+    """The terminal's console, or a plain one writing to `output`."""
+    if output is None:
+        yield make_console()
+        return
+    with output.open("w", encoding="utf-8") as handle:
+        yield Console(file=handle, no_color=True, width=140)
+
+
 def render_summary(console: Console, outcome: Outcome) -> None:
     console.print()
     console.print(_table(outcome))
@@ -55,44 +77,27 @@ def _test_counts(outcome: Outcome) -> str:
 
 def _table(outcome: Outcome) -> Table:
     table = Table(title="Revenue protection", title_justify="left", show_footer=False)
-    for column in (
-        "Tier",
-        "Tests",
-        "Passed",
-        "Failed",
-        "Skipped",
-        "Protected",
-        "At risk",
-        "Unverified",
-        "Coverage",
-    ):
+    for column in TIER_COLUMNS:
         table.add_column(column, justify="left" if column == "Tier" else "right", no_wrap=True)
-    for row in outcome.summary.tiers:
-        table.add_row(*_cells(row))
+    *tiers, total = tier_rows(outcome)
+    for cells in tiers:
+        table.add_row(*_styled(cells))
     table.add_section()
-    table.add_row(*_cells(outcome.summary.total), style="bold")
+    table.add_row(*_styled(total), style="bold")
     return table
 
 
-def _cells(row: TierSummary) -> list[str | Text]:
-    flaky = f" (+{row.flaky} flaky)" if row.flaky else ""
-    return [
-        row.label,
-        f"{row.selected}/{row.registered}",
-        f"{row.passed}{flaky}",
-        Text(str(row.failed), style="red" if row.failed else ""),
-        str(row.skipped),
-        Text(money(row.protected), style="green"),
-        Text(money(row.at_risk), style="red" if row.at_risk else ""),
-        money(row.unverified),
-        f"{row.coverage:.1f}%",
-    ]
+def _styled(cells: list[str]) -> list[str | Text]:
+    styled: list[str | Text] = list(cells)
+    styled[PROTECTED] = Text(cells[PROTECTED], style="green")
+    for column in (FAILED, AT_RISK):
+        nothing = cells[column] in ("0", "$0")
+        styled[column] = Text(cells[column], style="" if nothing else "red")
+    return styled
 
 
 def _failures(console: Console, outcome: Outcome) -> None:
-    bad = [r for r in outcome.run.entries if r.needs_attention]
-    for result in bad:
-        entry = outcome.registry.by_id[result.entry_id]
+    for entry, result in attention(outcome):
         mark = "~" if result.status is Status.FLAKY else "x"
         first = result.headline
         console.print(
@@ -113,9 +118,8 @@ def _notes(console: Console, outcome: Outcome) -> None:
         console.print(Text(f"warning: {warning}", style="yellow"))
     for nodeid in outcome.run.unregistered[:10]:
         console.print(Text(f"  unregistered: {nodeid}", style="yellow"))
-    for reason in outcome.reasons:  # the broken run above, the gate below
-        if reason.code not in (ExitCode.RUN_BROKEN, ExitCode.GATE_FAILED):
-            console.print(Text(f"why: {reason.text}", style="yellow"), soft_wrap=True)
+    for reason in reasons_shown(outcome, besides=(ExitCode.RUN_BROKEN,)):  # shown above
+        console.print(Text(f"why: {reason.text}", style="yellow"), soft_wrap=True)
 
 
 def _gate(console: Console, outcome: Outcome) -> None:

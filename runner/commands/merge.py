@@ -12,14 +12,35 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
+from runner.commands.report import judge_again
 from runner.model import Registry
-from runner.orchestrate import combine
+from runner.registry.load import load_registry
+from runner.reports.reader import load_run, read_report
+from runner.request import MergeRequest
 from runner.results import EntryResult, RunResult, Status
+from runner.supervisor.run import combine
+
+
+def merge(request: MergeRequest) -> int:
+    """One run, summary and verdict out of shard reports, and the reports asked for."""
+    from runner.reports.console import make_console, render_summary  # noqa: PLC0415
+    from runner.reports.files import check_reports, write_reports  # noqa: PLC0415
+    from runner.verdict import final_exit  # noqa: PLC0415
+
+    paths = check_reports(request.outputs)
+    datas = [read_report(p) for p in request.reports]
+    runs = [load_run(p, d) for p, d in zip(request.reports, datas, strict=True)]
+    registry = load_registry(request.registry)
+    run = merge_runs(registry, runs, request.allow_missing_shards)
+    args = tuple(str(a) for a in datas[0]["run"].get("pytest_args", ()))
+    outcome = judge_again(request.registry, run, request.gate, args)
+    render_summary(make_console(), outcome)
+    return final_exit(outcome, write_reports(outcome, paths))
 
 
 def merge_runs(registry: Registry, runs: list[RunResult], allow_missing: bool) -> RunResult:
     """The shards as one run; entries no shard ran are `not_run`."""
-    shards = [r.extra.get("shard") for r in runs]
+    shards = [r.context.shard for r in runs]
     missing = _missing(shards)
     merged = combine(runs)
     latest = {e.entry_id: e for e in merged.entries}  # a later report of an entry wins
@@ -44,7 +65,7 @@ def merge_runs(registry: Registry, runs: list[RunResult], allow_missing: bool) -
 
 def _expected(registry: Registry, runs: list[RunResult]) -> list[str]:
     """Every entry some shard's selection holds, in order (the registry's, by now)."""
-    ids = dict.fromkeys(i for r in runs for i in r.extra.get("selection", ()))
+    ids = dict.fromkeys(i for r in runs for i in r.context.selection)
     return [i for i in ids if i in registry.by_id]
 
 

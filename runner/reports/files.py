@@ -7,14 +7,14 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from runner.report_html import render_html
-from runner.report_json import to_dict
-from runner.report_junit import render_junit
-from runner.report_md import render_markdown
+from runner.files import check_distinct, write_text
+from runner.reports.html import render_html
+from runner.reports.json_report import to_dict
+from runner.reports.junit import render_junit
+from runner.reports.markdown import render_markdown
+from runner.request import ReportPaths
 from runner.verdict import Outcome
-from runner.writing import check_distinct, write_text
 
 Renderer = Callable[[Outcome], str]
 
@@ -32,10 +32,10 @@ RENDERERS: dict[str, Renderer] = {
 STEP_SUMMARY = "GITHUB_STEP_SUMMARY"
 
 
-def report_paths(opts: dict[str, Any]) -> dict[str, Path]:
-    """The report files a command's options ask for, by format; two aimed at one file are
-    a usage error, raised before anything runs."""
-    paths = {fmt: Path(opts[f"{fmt}_path"]) for fmt in RENDERERS if opts.get(f"{fmt}_path")}
+def check_reports(reports: ReportPaths) -> dict[str, Path]:
+    """The report files asked for, by format; two aimed at one file are a usage error,
+    raised before anything runs."""
+    paths = reports.chosen()
     check_distinct((f"--{fmt}", path) for fmt, path in paths.items())
     return paths
 

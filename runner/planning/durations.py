@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from runner.files import write_text
 from runner.model import Entry
 from runner.results import EntryResult, Status
 
-DEFAULT_FILE = ".test_durations.json"
 FALLBACK_SECONDS = 1.0
 MAX_SECONDS = 7 * 24 * 3600.0  # longer (or Infinity, or NaN) is no duration: ignored
 _RECORDED = frozenset({Status.PASSED, Status.FAILED, Status.FLAKY, Status.ERROR})
@@ -45,11 +43,7 @@ def from_results(results: Iterable[EntryResult]) -> dict[str, float]:
 
 
 def save(path: Path, store: Mapping[str, float]) -> None:
-    text = json.dumps(merge(store), indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(merge(store), indent=2) + "\n")
 
 
 def _median(values: list[float]) -> float:

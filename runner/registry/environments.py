@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from runner.errors import RegistryError, UsageError
 from runner.model import Environment, Registry
-from runner.yamlfast import LineDict
+from runner.registry.yamlread import LineDict
 
 ENV_KEYS = {"description", "variables", "secrets"}
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

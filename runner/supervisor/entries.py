@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from runner.events import EventLog
 from runner.model import Entry
 from runner.results import EntryResult, Status, TestResult, rollup
 from runner.select import Selection
+from runner.supervisor.events import EventLog
 
 PENDING_NOTE = "pending: registered, not written yet"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from runner.protocol import Event, EventData
+from runner.child.protocol import Event, EventData
 from runner.results import Attempt, ChildRun, Status, TestResult, phase_status
 
 # Under `--dist each` every worker runs every test: the worst outcome of a phase wins.

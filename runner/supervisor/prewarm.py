@@ -37,7 +37,7 @@ def start(env: dict[str, str]) -> None:
     """Start the child (the entry point skips commands that run no pytest)."""
     if os.environ.get("UTR_NO_PREWARM"):
         return
-    from runner import boot  # noqa: PLC0415
+    from runner.child import boot  # noqa: PLC0415
 
     try:
         proc = subprocess.Popen(

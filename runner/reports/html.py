@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from html import escape
 
+from runner.errors import ExitCode
+from runner.model import Entry
+from runner.reports.tables import TIER_COLUMNS, attention, reasons_shown, tier_rows
 from runner.results import FAILING, EntryResult, Status
 from runner.summary import TierSummary, money
 from runner.verdict import Outcome
@@ -43,9 +46,16 @@ def render_html(outcome: Outcome) -> str:
     )
 
 
+_CLASS: dict[int, str] = {
+    ExitCode.OK: "ok",
+    ExitCode.EMPTY_SELECTION: "warn",
+    ExitCode.GATE_FAILED: "warn",
+}
+
+
 def _head(outcome: Outcome) -> list[str]:
     total = outcome.summary.total
-    klass = {0: "ok", 3: "warn", 4: "warn"}.get(outcome.exit_code, "bad")
+    klass = _CLASS.get(outcome.exit_code, "bad")
     return [
         f"<h1>Revenue protection — level {escape(outcome.run.level)}"
         + (f", environment {escape(outcome.environment)}" if outcome.environment else "")
@@ -97,32 +107,19 @@ def _bar(row: TierSummary, y: int, scale: float) -> str:
 
 
 def _tiers(outcome: Outcome) -> str:
-    head = (
-        "<tr><th>Tier</th><th>Tests</th><th>Passed</th><th>Failed</th><th>Skipped</th>"
-        "<th>Protected</th><th>At risk</th><th>Unverified</th><th>Coverage</th></tr>"
-    )
-    rows = [_tier_row(r) for r in outcome.summary.tiers]
-    rows.append(_tier_row(outcome.summary.total).replace("<td>", "<td><b>", 1))
+    head = "<tr>" + "".join(f"<th>{escape(c)}</th>" for c in TIER_COLUMNS) + "</tr>"
+    *tiers, total = tier_rows(outcome)
+    rows = [_tier_row(cells) for cells in tiers]
+    rows.append(_tier_row(cells=total).replace("<td>", "<td><b>", 1))
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _tier_row(r: TierSummary) -> str:
-    cells = [
-        r.label,
-        f"{r.selected}/{r.registered}",
-        r.passed,
-        r.failed,
-        r.skipped,
-        money(r.protected),
-        money(r.at_risk),
-        money(r.unverified),
-        f"{r.coverage:.1f}%",
-    ]
-    return "<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>"
+def _tier_row(cells: list[str]) -> str:
+    return "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>"
 
 
 def _why(outcome: Outcome) -> list[str]:
-    reasons = [r for r in outcome.reasons if r.code != 4]  # the gate has its own section
+    reasons = reasons_shown(outcome)
     if not reasons:
         return []
     items = "".join(f"<li>{escape(r.text)}</li>" for r in reasons)
@@ -139,19 +136,18 @@ def _gate(outcome: Outcome) -> list[str]:
 
 
 def _failures(outcome: Outcome) -> list[str]:
-    bad = [r for r in outcome.run.entries if r.needs_attention]
+    bad = attention(outcome)
     if not bad:
         return []
     owners = ", ".join(f"{escape(o)}: {money(m)}" for o, m in outcome.summary.at_risk_by_owner)
     return [
         "<h2>Failures</h2>",
         f"<p>MRR at risk by owner — {owners or 'none'}</p>",
-        *(_failure(outcome, r) for r in bad),
+        *(_failure(e, r) for e, r in bad),
     ]
 
 
-def _failure(outcome: Outcome, result: EntryResult) -> str:
-    e = outcome.registry.by_id[result.entry_id]
+def _failure(e: Entry, result: EntryResult) -> str:
     details = "".join(
         f"<details><summary>{escape(t.nodeid)} — {t.status}</summary>"
         f"<pre>{escape(t.longrepr or t.message)}</pre>"

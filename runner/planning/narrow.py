@@ -4,59 +4,60 @@ fits a time budget, in that order."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from runner import budget, envprofile, shard
-from runner.changed import Change, changed_files
 from runner.model import Entry, Registry
-from runner.results import EntryResult, Status
+from runner.planning import budget, durations, shard
+from runner.planning.changed import Change, changed_files
+from runner.registry import environments
+from runner.request import Narrowing, RunRequest
+from runner.results import EntryResult, RunContext, Status
 from runner.select import Selection
 from runner.summary import money
 
 
 @dataclass(frozen=True, kw_only=True)
 class Narrowed:
+    """A selection narrowed for its run, with what the narrowing left out and recorded."""
+
     selection: Selection
+    expected: dict[str, float] = field(default_factory=dict)  # seconds per runnable entry
+    store: dict[str, float] = field(default_factory=dict)  # the durations file as read
     left_out: tuple[EntryResult, ...] = ()
-    meta: dict[str, Any] = field(default_factory=dict)
+    context: RunContext = field(default_factory=RunContext)
     notes: tuple[str, ...] = ()
 
 
-def narrow_for(
-    registry: Registry, selection: Selection, durations: dict[str, float], opts: dict[str, Any]
-) -> Narrowed:
-    """`narrow` with the command line's --changed, --shard and --budget; --env recorded."""
-    changed = opts.get("changed")
-    result = narrow(
-        selection,
-        durations,
-        shard_spec=shard.parse_shard(opts.get("shard")),
-        seconds=opts.get("budget"),
-        change=None if changed is None else changed_files(registry.root, changed),
-    )
-    if opts.get("env") is None:
+def plan_run(registry: Registry, selection: Selection, request: RunRequest) -> Narrowed:
+    """The selection as this request runs it: durations read once, the narrowing applied,
+    the environment recorded."""
+    store = durations.load(registry.root / request.durations_file)
+    expected = durations.estimate(selection.runnable, store)
+    ref = request.narrowing.changed
+    change = None if ref is None else changed_files(registry.root, ref)
+    result = narrow(selection, expected, request.narrowing, change)
+    result = replace(result, expected=expected, store=store)
+    if request.env is None:
         return result
-    profile = envprofile.describe(registry, opts["env"])
+    profile = environments.describe(registry, request.env)
     note = f"environment {profile['name']!r}: " + (profile["description"] or "no description")
-    meta = {**result.meta, "environment": profile}
-    return replace(result, meta=meta, notes=(note, *result.notes))
+    context = replace(result.context, environment=profile)
+    return replace(result, context=context, notes=(note, *result.notes))
 
 
 def narrow(
     selection: Selection,
-    durations: dict[str, float],
-    *,
-    shard_spec: tuple[int, int] | None,
-    seconds: float | None,
+    expected: dict[str, float],
+    narrowing: Narrowing,
     change: Change | None = None,
 ) -> Narrowed:
+    """What a change touches, then a shard of it, then what fits a budget (pure)."""
     result = Narrowed(selection=selection)
     if change is not None:
         result = _changed(result, change)
-    if shard_spec is not None:
-        result = _shard(result, durations, shard_spec)
-    if seconds is not None:
-        result = _budget(result, durations, seconds)
+    if narrowing.shard is not None:
+        result = _shard(result, expected, narrowing.shard)
+    if narrowing.budget is not None:
+        result = _budget(result, expected, narrowing.budget)
     return result
 
 
@@ -65,47 +66,46 @@ def _keep(selection: Selection, keep: list[Entry]) -> Selection:
     return replace(selection, entries=tuple(e for e in selection.entries if e.id in ids))
 
 
-def _shard(current: Narrowed, durations: dict[str, float], spec: tuple[int, int]) -> Narrowed:
+def _shard(current: Narrowed, expected: dict[str, float], spec: tuple[int, int]) -> Narrowed:
     index, total = spec
     runnable = list(current.selection.runnable)
-    bins = shard.partition(runnable, durations, total)
+    bins = shard.partition(runnable, expected, total)
     mine = bins[index - 1] + list(current.selection.pending if index == 1 else ())
-    expected = sum(durations.get(e.id, 0.0) for e in bins[index - 1])
-    meta = {
-        **current.meta,
-        "shard": {
-            "index": index,
-            "total": total,
-            "plan": plan_id(runnable, durations, total),
-            "entries": [e.id for e in bins[index - 1]],
-        },
-        "selection": [e.id for e in current.selection.entries],
-    }
+    seconds = sum(expected.get(e.id, 0.0) for e in bins[index - 1])
+    record = {"index": index, "total": total, "plan": plan_id(runnable, expected, total)}
+    context = replace(
+        current.context,
+        shard={**record, "entries": [e.id for e in bins[index - 1]]},
+        selection=tuple(e.id for e in current.selection.entries),
+    )
     note = (
         f"shard {index}/{total}: {len(bins[index - 1])} of {len(runnable)} tests, "
-        f"about {expected:.1f} s"
+        f"about {seconds:.1f} s"
     )
     return replace(
-        current, selection=_keep(current.selection, mine), meta=meta, notes=(*current.notes, note)
+        current,
+        selection=_keep(current.selection, mine),
+        context=context,
+        notes=(*current.notes, note),
     )
 
 
-def plan_id(entries: list[Entry], durations: dict[str, float], total: int) -> str:
+def plan_id(entries: list[Entry], expected: dict[str, float], total: int) -> str:
     """What a shard plan was cut from: shards of one plan carry the same id, so `merge`
     can tell shards planned from different durations files or selections."""
     import hashlib  # noqa: PLC0415 - only --shard needs it
 
-    basis = [total, *((e.id, round(durations.get(e.id, 0.0), 3)) for e in entries)]
+    basis = [total, *((e.id, round(expected.get(e.id, 0.0), 3)) for e in entries)]
     return hashlib.sha256(repr(basis).encode()).hexdigest()[:16]
 
 
-def _budget(current: Narrowed, durations: dict[str, float], seconds: float) -> Narrowed:
-    chosen, out = budget.choose(list(current.selection.runnable), durations, seconds)
+def _budget(current: Narrowed, expected: dict[str, float], seconds: float) -> Narrowed:
+    chosen, out = budget.choose(list(current.selection.runnable), expected, seconds)
     left = tuple(
         EntryResult(
             entry_id=e.id,
             status=Status.NOT_RUN,
-            note=f"left out by --budget {seconds:g} s (expected {durations.get(e.id, 0.0):.1f} s)",
+            note=f"left out by --budget {seconds:g} s (expected {expected.get(e.id, 0.0):.1f} s)",
             left_out="budget",
         )
         for e in out
@@ -129,9 +129,9 @@ def _changed(current: Narrowed, change: Change) -> Narrowed:
     always = [e for e in entries if not e.covers]
     hit = {e.id for e in touched}  # a set: registries run to thousands of entries
     out = [e for e in entries if e.covers and e.id not in hit]
-    meta = {
-        **current.meta,
-        "changed": {
+    context = replace(
+        current.context,
+        changed={
             "ref": change.ref,
             "files": list(change.files),
             "touched": [e.id for e in touched],
@@ -139,11 +139,11 @@ def _changed(current: Narrowed, change: Change) -> Narrowed:
             "always": [e.id for e in always],
             "left_out": [e.id for e in out],
         },
-    }
+    )
     return replace(
         current,
         selection=_keep(current.selection, touched + always),
-        meta=meta,
+        context=context,
         notes=(*current.notes, _change_note(change, touched, always, out)),
     )
 

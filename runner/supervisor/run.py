@@ -18,16 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from runner import signals
-from runner.entries import RunFacts, entry_results
+from runner.child.protocol import make_spec
 from runner.errors import RegistryError
-from runner.events import EventLog, Interruption
-from runner.execute import ChildExit, ChildSpec, run_child
 from runner.model import Entry, Registry
-from runner.protocol import make_spec
 from runner.results import FAILING, ChildRun, EntryResult, RunResult, Status, TestResult
-from runner.retry import retry_failures
 from runner.select import Selection, level_timeout
-from runner.workers import xdist_args
+from runner.supervisor.entries import RunFacts, entry_results
+from runner.supervisor.events import EventLog, Interruption
+from runner.supervisor.process import ChildExit, ChildSpec, run_child
+from runner.supervisor.retry import retry_failures
+from runner.supervisor.workers import xdist_args
 
 EventHandler = Callable[[dict[str, Any]], None]
 
@@ -82,14 +82,14 @@ def run_selection(
         timeout=timeout,
     )
     try:
-        result = _execute(run)
+        result = _run_children(run)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     return _tidy(result, workdir)
 
 
-def _execute(run: _Run) -> RunResult:
+def _run_children(run: _Run) -> RunResult:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     clock = time.monotonic()
     if signals.requested():  # stopped before anything started: nothing ran, all is reported

@@ -62,7 +62,7 @@ def _run_meta(outcome: Outcome) -> dict[str, Any]:
         "runner_version": runner.__version__,
         "python": sys.version.split()[0],
         "host": platform.node(),
-        **run.extra,
+        **run.context.as_dict(),
     }
 
 

@@ -27,7 +27,8 @@ def import_dir() -> Path:
     """The directory the child imports the runner from (made once per process)."""
     if not _dirs:
         made = Path(tempfile.mkdtemp(prefix="utr-path-"))
-        (made / ALIAS).symlink_to(Path(__file__).resolve().parent, target_is_directory=True)
+        package = Path(__file__).resolve().parent.parent  # runner/, of which this is child/
+        (made / ALIAS).symlink_to(package, target_is_directory=True)
         _dirs.append(made)
         atexit.register(shutil.rmtree, made, ignore_errors=True)
     return _dirs[0]
@@ -35,12 +36,12 @@ def import_dir() -> Path:
 
 def command(*args: str, entry: str = "run_pytest") -> list[str]:
     """`python -c` code that sets up the path and calls `entry` of this module with `args`."""
-    code = _BOOT.format(dir=str(import_dir())) + f"from {ALIAS}.boot import {entry}; "
+    code = _BOOT.format(dir=str(import_dir())) + f"from {ALIAS}.child.boot import {entry}; "
     return [sys.executable, "-c", code + f"sys.exit({entry}())", *args]
 
 
 def plugin_module() -> str:
-    return f"{ALIAS}.plugin"
+    return f"{ALIAS}.child.plugin"
 
 
 def run_pytest() -> int:
@@ -51,7 +52,8 @@ def run_pytest() -> int:
 
 
 def prewarmed() -> int:
-    """In a prewarmed child: import pytest now, then wait for the run (see runner.prewarm)."""
+    """In a prewarmed child: import pytest now, then wait for the run (see
+    runner.supervisor.prewarm)."""
     import importlib  # noqa: PLC0415
     import json  # noqa: PLC0415
 

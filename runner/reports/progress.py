@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from runner.child.protocol import Event
 from runner.model import Registry
 from runner.results import Status, phase_status
 from runner.summary import money
@@ -87,15 +88,15 @@ class Progress:
 
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
-        if kind == "collected" and event.get("attempt", 1) == 1 and not self.entries:
+        if kind == Event.COLLECTED and event.get("attempt", 1) == 1 and not self.entries:
             self.tally.collected(event["tests"])
             self.entries.update({t["nodeid"]: t["entry"] for t in event["tests"]})
             self.console.print(f"collected {self.tally.total} tests", highlight=False)
-        elif kind == "start":
+        elif kind == Event.START:
             self.tally.current = event["nodeid"]
-        elif kind == "report":
+        elif kind == Event.REPORT:
             self.tally.phases.setdefault(event["nodeid"], {})[event["when"]] = event["outcome"]
-        elif kind == "finish":
+        elif kind == Event.FINISH:
             self._finished(event)
         if self.live is not None:
             self.live.update(self.tally.line())

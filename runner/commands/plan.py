@@ -1,12 +1,40 @@
-"""The plan: what a selection would run, as plain lines or JSON (no rich, no pytest)."""
+"""`plan` and `--list`: what a selection would run, as plain lines or JSON (no rich, no
+pytest: this must start fast)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from runner.model import Entry, Registry
-from runner.select import Selection
+from runner.planning.narrow import plan_run
+from runner.request import RunRequest
+from runner.select import Selection, level_timeout
 from runner.summary import money
+
+
+def print_plan(
+    registry: Registry, selection: Selection, request: RunRequest, *, as_json: bool
+) -> None:
+    planned = plan_run(registry, selection, request)
+    timeout = request.timeout or level_timeout(registry, selection.level)
+    data = plan_dict(registry, planned.selection, timeout, planned.expected)
+    data.update(
+        {
+            "gate": request.gate,
+            "notes": list(planned.notes),
+            **planned.context.as_dict(),
+            "left_out": [r.entry_id for r in planned.left_out],
+        }
+    )
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    for line in [
+        *planned.notes,
+        *plan_lines(registry, planned.selection, timeout, planned.expected),
+    ]:
+        print(line)
 
 
 def plan_dict(

@@ -1,0 +1,52 @@
+"""`validate`: collect every implemented entry and check the registry against it."""
+
+from __future__ import annotations
+
+import sys
+
+from runner.errors import RegistryError
+from runner.model import Registry
+from runner.results import RunResult
+from runner.select import ALL_LEVELS, Selection, run_order
+from runner.supervisor.run import RunOptions, run_selection
+from runner.verdict import judge
+
+
+def everything(registry: Registry) -> Selection:
+    return Selection(
+        level=ALL_LEVELS, levels=frozenset(registry.levels), entries=run_order(list(registry.tests))
+    )
+
+
+def validate(registry: Registry, *, strict: bool) -> int:
+    """Registry problems exit 2; a collection that itself breaks (a conftest that raises,
+    exits or stops the session) exits 5."""
+    selection = everything(registry)
+    if not selection.runnable:
+        print(f"registry OK: {len(registry.tests)} entries, all pending")
+        return 0
+    options = RunOptions(extra_args=("--collect-only", "-q"), strict=strict, retry=False)
+    result = run_selection(registry, selection, options)
+    broken = [e for e in result.entries if e.collect_error]
+    if broken:
+        raise RegistryError(
+            f"a registered test does not collect: {broken[0].entry_id}: {broken[0].note}",
+            file=str(registry.path),
+        )
+    outcome = judge(registry, result)
+    if result.interrupted or outcome.broken:
+        why = outcome.reasons[0].text if result.interrupted else outcome.broken[0]
+        print(f"error: cannot validate {registry.path}: {why}", file=sys.stderr)
+        return outcome.exit_code
+    _print_valid(registry, selection, result)
+    return 0
+
+
+def _print_valid(registry: Registry, selection: Selection, result: RunResult) -> None:
+    tests = sum(1 for e in result.entries for _ in e.tests)
+    print(
+        f"registry OK: {len(registry.tests)} entries ({len(selection.pending)} pending), "
+        f"{tests} tests collected, {len(result.unregistered)} unregistered"
+    )
+    for nodeid in result.unregistered[:20]:
+        print(f"  unregistered: {nodeid}")

@@ -1,0 +1,57 @@
+"""What every human-readable report shows, computed once: the tier table's cells, the
+entries that need attention, the reasons a run is not green. Each renderer only formats."""
+
+from __future__ import annotations
+
+from runner.errors import ExitCode
+from runner.model import Entry
+from runner.results import EntryResult
+from runner.summary import TierSummary, money
+from runner.verdict import Outcome, Reason
+
+TIER_COLUMNS = (
+    "Tier",
+    "Tests",
+    "Passed",
+    "Failed",
+    "Skipped",
+    "Protected",
+    "At risk",
+    "Unverified",
+    "Coverage",
+)
+FAILED, PROTECTED, AT_RISK = 3, 5, 6  # columns a renderer may colour
+
+
+def tier_cells(row: TierSummary) -> list[str]:
+    """One row of the revenue-protection table, in TIER_COLUMNS order."""
+    flaky = f" (+{row.flaky} flaky)" if row.flaky else ""
+    return [
+        row.label,
+        f"{row.selected}/{row.registered}",
+        f"{row.passed}{flaky}",
+        str(row.failed),
+        str(row.skipped),
+        money(row.protected),
+        money(row.at_risk),
+        money(row.unverified),
+        f"{row.coverage:.1f}%",
+    ]
+
+
+def tier_rows(outcome: Outcome) -> list[list[str]]:
+    """Every tier's row, then the total's (last)."""
+    return [tier_cells(r) for r in (*outcome.summary.tiers, outcome.summary.total)]
+
+
+def attention(outcome: Outcome) -> list[tuple[Entry, EntryResult]]:
+    """Failed, errored, timed out and flaky entries, in run order, with their entry."""
+    registry = outcome.registry
+    return [(registry.by_id[r.entry_id], r) for r in outcome.run.entries if r.needs_attention]
+
+
+def reasons_shown(outcome: Outcome, *, besides: tuple[int, ...] = ()) -> list[Reason]:
+    """Why the run is not green, but the gate (each report shows it in its own section)
+    and the codes in `besides`."""
+    skip = {ExitCode.GATE_FAILED, *besides}
+    return [r for r in outcome.reasons if r.code not in skip]
