@@ -13,9 +13,10 @@ NO_PYTEST = frozenset({"plan", "report", "merge", "history", "--list", "-h", "--
 
 
 def main(argv: list[str] | None = None) -> int:
-    from runner import signals  # noqa: PLC0415 - first: a stop signal is never lost
+    from runner import output, signals  # noqa: PLC0415 - first: a stop signal is never lost
 
     signals.install()
+    output.protect()
     args = sys.argv[1:] if argv is None else argv
     if not NO_PYTEST.intersection(args):
         from runner.supervisor import prewarm  # noqa: PLC0415

@@ -10,12 +10,16 @@ replaced. A new file gets the mode the user's umask gives, an existing one keeps
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import select
 import stat
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
+from runner import signals
 from runner.errors import UsageError
 
 
@@ -42,13 +46,41 @@ def _is_stream(path: str) -> bool:
 def write_text(path: Path, text: str, *, append: bool = False) -> None:
     """Write `text` to `path` (see the module's docstring); OSError if it cannot be."""
     data = text.encode("utf-8")
-    if append or _is_stream(str(path)):
-        with Path(path).open("ab" if append else "wb") as handle:
+    if _is_stream(str(path)):
+        _write_stream(path, data)
+        return
+    if append:
+        with Path(path).open("ab") as handle:
             handle.write(data)
         return
     target = Path(os.path.realpath(path))
     target.parent.mkdir(parents=True, exist_ok=True)
     _replace(target, data)
+
+
+STREAM_SECONDS = 30.0  # how long a FIFO's reader may keep a report waiting
+
+
+def _write_stream(path: Path, data: bytes) -> None:
+    """Into a FIFO or a device, never blocking for good: a FIFO nobody reads is an error
+    at once (ENXIO), one whose reader stops reading after STREAM_SECONDS."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_APPEND)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise OSError(errno.ENXIO, "a FIFO no process reads from") from None
+        raise
+    try:
+        deadline = time.monotonic() + STREAM_SECONDS
+        view = memoryview(data)
+        while view:
+            _, ready, _ = select.select([], [fd], [], 0.1)
+            if ready:
+                view = view[os.write(fd, view[: 1 << 16]) :]
+            elif time.monotonic() > deadline or signals.insistent():
+                raise OSError(errno.ETIMEDOUT, "the reader stopped reading")
+    finally:
+        os.close(fd)
 
 
 def _replace(target: Path, data: bytes) -> None:

@@ -113,6 +113,9 @@ class ChildRun:
     workers_down: tuple[str, ...] = ()
     died_in: str = ""  # the test that was running when the process died
     failures: int = 0  # tests failed or errored, and files that failed to collect, per events
+    ran: int = 0  # tests that finished, per events
+    unconfigured: bool = False  # pytest's last hook ran: it ended its session cleanly
+    running_at_death: tuple[str, ...] = ()  # every test running when the process died
     log_tail: str = ""  # pytest's last output line, when it exited with an error
 
 

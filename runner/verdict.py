@@ -129,15 +129,18 @@ def _child_broke(child: ChildRun, incomplete: bool) -> Iterator[str]:
     yield from (f"pytest-xdist worker {w} died while running {n}" for n, w in child.crashed)
     if child.workers_down and not child.crashed:
         yield f"a pytest-xdist worker died between tests: {child.workers_down[0]}"
-    if child.stopped in ("timeout", "lingered") or child.stopped in _SIGNALS:
+    if child.stopped:  # the runner stopped it: a timeout, a signal, or it lingered
         return
     if not child.session_finished:
         yield _died(child)
         return
+    if not child.unconfigured and child.returncode != 0:
+        yield "pytest crashed at the end of its session" + _tail(child)
     yield from _status_broke(child, incomplete)
 
 
-_SIGNALS = frozenset(s.name for s in signals.HANDLED)
+def _tail(child: ChildRun) -> str:
+    return f": {child.log_tail}" if child.log_tail else ""
 
 
 def _died(child: ChildRun) -> str:
@@ -146,23 +149,37 @@ def _died(child: ChildRun) -> str:
         how = f"the pytest process was killed by signal {-code}"
     else:
         how = f"the pytest process exited (exit code {code})"
-    where = f" while running {child.died_in}" if child.died_in else " before its session finished"
-    tail = f": {child.log_tail}" if child.log_tail else ""
-    return how + where + tail
+    if child.died_in:  # what it printed last is that test's progress, not a reason
+        return f"{how} while running {child.died_in}"
+    return f"{how} before its session finished{_tail(child)}"
 
 
 def _status_broke(child: ChildRun, incomplete: bool) -> Iterator[str]:
-    """pytest's own exit status, where it says the run broke (the process's word first)."""
-    status = _status(child)
+    """pytest's exit status, where it says the run broke: both what the process returned
+    and what the session said, when they differ (the worse of the two wins)."""
+    for status in _statuses(child):
+        yield from _one_status(child, status)
+    said, returned = child.pytest_status, child.returncode
+    if child.unconfigured and said is not None and returned is not None and said != returned:
+        yield (
+            f"pytest's process exited {returned} though its session ended with {said} (an "
+            "error after the session, or an os._exit)" + _tail(child)
+        )
+    if child.exit_request and incomplete:
+        yield f"the session was ended early by {child.exit_request}"
+
+
+def _one_status(child: ChildRun, status: int) -> Iterator[str]:
     if status in PYTEST_ERRORS:
         detail = child.exit_request or child.log_tail
         yield f"pytest {PYTEST_ERRORS[status]} (exit {status})" + (f": {detail}" if detail else "")
-    elif status is not None and status > 5:
-        yield f"pytest exited with code {status}" + (
-            f": {child.exit_request}" if child.exit_request else ""
-        )
-    elif child.exit_request and incomplete:
-        yield f"the session was ended early by {child.exit_request}"
+    elif status == 5 and child.ran:
+        yield f"pytest reported no tests collected (exit 5), though {child.ran} tests ran"
+    elif status == 1 and not child.ran and not child.failures:
+        yield "pytest exited 1 without running or failing a test" + _tail(child)
+    elif status > 5:
+        detail = f": {child.exit_request}" if child.exit_request else _tail(child)
+        yield f"pytest exited with code {status}{detail}"
 
 
 def _last_line(text: str) -> str:
@@ -180,22 +197,33 @@ def _failed(registry: Registry, run: RunResult, flaky_fails: bool) -> Iterator[R
             f"at risk): {_names(bad)}",
         )
     for child in run.children:
-        if _status(child) == 1 and not child.failures and not child.stopped:
-            yield Reason(
-                code=ExitCode.TESTS_FAILED,
-                text="pytest exited 1 (tests failed) though no test event failed: a plugin or "
-                "conftest failed the session (a coverage threshold, say)",
-            )
+        yield from _child_failed(child, run.timeout)
     if flaky_fails:
         flaky = [t.nodeid for e in run.entries for t in e.tests if t.status is Status.FLAKY]
         if flaky:
             yield Reason(code=ExitCode.TESTS_FAILED, text=f"{len(flaky)} tests had mixed outcomes")
 
 
-def _status(child: ChildRun) -> int | None:
-    if child.returncode is not None and child.returncode >= 0:
-        return child.returncode
-    return child.pytest_status
+def _child_failed(child: ChildRun, timeout: float) -> Iterator[Reason]:
+    if child.stopped == "timeout":
+        where = f"while running {child.died_in}" if child.died_in else "before pytest finished"
+        yield Reason(
+            code=ExitCode.TESTS_FAILED, text=f"the level timeout of {timeout:g} s struck {where}"
+        )
+    elif child.pytest_status == 1 and child.ran and not child.failures and child.unconfigured:
+        yield Reason(
+            code=ExitCode.TESTS_FAILED,
+            text="pytest exited 1 (tests failed) though no test event failed: a plugin or "
+            "conftest failed the session (a coverage threshold, say)",
+        )
+
+
+def _statuses(child: ChildRun) -> list[int]:
+    """What the process returned (when it ended by itself) and what its session said."""
+    found = {child.pytest_status} - {None}
+    if child.returncode is not None and child.returncode >= 0 and not child.stopped:
+        found.add(child.returncode)
+    return sorted(s for s in found if s is not None)
 
 
 def _unverified(registry: Registry, run: RunResult) -> Iterator[Reason]:

@@ -203,9 +203,14 @@ class RunnerPlugin:
             self.stream.emit(Event.STRICT_UNREGISTERED)
             pytest.exit("collected tests are not registered (--strict)", returncode=4)
 
+    @pytest.hookimpl(tryfirst=True)  # before xdist sends a worker's collection on
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """What will run, after every other plugin had its say; what we kept and another
-        plugin then dropped (-k, -m, a conftest) is reported as dropped."""
+        """What will run, after every other plugin had its say: what we kept and another
+        plugin then dropped (-k, -m, a conftest) is reported as dropped, and a test of an
+        entry the run did not select that another plugin put back does not run."""
+        session.items[:] = [
+            i for i in session.items if self._wanted(i, self.entry_for(i.path, i.nodeid))
+        ]
         final = {item.nodeid for item in session.items}
         self.stream.emit(
             Event.COLLECTED,

@@ -3,6 +3,7 @@ is flaky, and that is the finding (exit 1). The reports carry one attempt per ro
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import replace
 
@@ -11,7 +12,7 @@ from runner.commands.run import finish, run_options
 from runner.model import Registry
 from runner.request import RunRequest
 from runner.results import Attempt, EntryResult, RunResult, Status, TestResult, rollup
-from runner.select import Selection
+from runner.select import Selection, level_timeout
 from runner.supervisor.run import run_selection
 from runner.verdict import judge
 
@@ -21,12 +22,18 @@ _SETTLED = frozenset({Status.NOT_RUN, Status.DESELECTED})  # no outcome to compa
 def detect_flakes(registry: Registry, selection: Selection, request: RunRequest) -> int:
     times = request.detect_flakes or 2
     options = replace(run_options(registry, selection, request), retry=False)
+    seconds = request.timeout or level_timeout(registry, selection.level)
+    deadline = time.monotonic() + seconds  # --timeout is for the whole run: every round
     rounds: list[RunResult] = []
     for round_ in range(1, times + 1):
-        rounds.append(run_selection(registry, selection, options))
+        left = deadline - time.monotonic()
+        rounds.append(run_selection(registry, selection, replace(options, timeout=left)))
         tests = [t for e in rounds[-1].entries for t in e.tests]
         print(f"round {round_}/{times}: {_counts(Counter(t.status for t in tests))}")
-        if rounds[-1].interrupted or signals.requested():
+        if rounds[-1].interrupted or rounds[-1].timed_out or signals.requested():
+            break
+        if time.monotonic() >= deadline and round_ < times:
+            print(f"the timeout of {seconds:g} s ended --detect-flakes after {round_} rounds")
             break
     result = fold_rounds(selection, rounds, request.env)
     for test in (t for e in result.entries for t in e.tests if t.status is Status.FLAKY):

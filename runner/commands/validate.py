@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from runner.errors import RegistryError
+from runner.errors import ExitCode, RegistryError
 from runner.model import Registry
 from runner.results import RunResult
 from runner.select import ALL_LEVELS, Selection, run_order
 from runner.supervisor.run import RunOptions, run_selection
-from runner.verdict import judge
+from runner.verdict import exit_code, judge
 
 
 def everything(registry: Registry) -> Selection:
@@ -33,11 +33,11 @@ def validate(registry: Registry, *, strict: bool) -> int:
             f"a registered test does not collect: {broken[0].entry_id}: {broken[0].note}",
             file=str(registry.path),
         )
-    outcome = judge(registry, result)
-    if result.interrupted or outcome.broken:
-        why = outcome.reasons[0].text if result.interrupted else outcome.broken[0]
-        print(f"error: cannot validate {registry.path}: {why}", file=sys.stderr)
-        return outcome.exit_code
+    # --collect-only runs no test, so every entry is unverified (3): anything else is not
+    fatal = [r for r in judge(registry, result).reasons if r.code != ExitCode.EMPTY_SELECTION]
+    if fatal:
+        print(f"error: cannot validate {registry.path}: {fatal[0].text}", file=sys.stderr)
+        return exit_code(tuple(fatal))
     _print_valid(registry, selection, result)
     return 0
 

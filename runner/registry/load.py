@@ -50,6 +50,9 @@ class _Source:
         """Why a registry path is unusable ('' if it is fine); each file checked once."""
         key = (file_part, must_exist)
         if key not in self.checked:
+            if "\0" in file_part or os.path.isabs(file_part):
+                self.checked[key] = f"{file_part!r} is not a relative path"
+                return self.checked[key]
             resolved = os.path.realpath(os.path.join(self.root, file_part))
             if not Path(resolved).is_relative_to(self.root):
                 self.checked[key] = f"{file_part!r} escapes the project root"
@@ -318,7 +321,7 @@ def _entry(m: LineDict, src: _Source) -> Entry:
 def _globs(m: LineDict, src: _Source, what: str) -> tuple[str, ...]:
     value = m.get("covers", [])
     ok = isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
-    if not ok or any(os.path.isabs(v) for v in value):
+    if not ok or any(os.path.isabs(v) or "\0" in v for v in value):
         raise src.fail(m.line, f"{what}: 'covers' must be a list of relative path globs")
     return tuple(value)
 
@@ -355,8 +358,15 @@ def _entry_path(m: LineDict, src: _Source, what: str, must_exist: bool) -> str:
 
 
 def _suite_roots(doc: LineDict, tests: tuple[Entry, ...], src: _Source) -> tuple[str, ...]:
+    """Where unregistered tests are looked for: directories inside the project root."""
     if "suite_roots" in doc:
-        return _names(doc["suite_roots"], src, doc.line, "'suite_roots'")
+        roots = _names(doc["suite_roots"], src, doc.line, "'suite_roots'")
+        for root in roots:
+            problem = src.path_problem(root, must_exist=True)
+            if problem or not (src.root / root).is_dir():
+                why = problem or f"{root!r} is not a directory"
+                raise src.fail(doc.line, f"'suite_roots': {why}")
+        return roots
     files = {e.file_part for e in tests}  # thousands of entries share a few files
     tops = {Path(f).parts[0] for f in files if len(Path(f).parts) > 1}
     return tuple(sorted(tops))

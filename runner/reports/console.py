@@ -19,6 +19,7 @@ from runner.reports.tables import (
     PROTECTED,
     TIER_COLUMNS,
     attention,
+    printable,
     reasons_shown,
     tier_rows,
 )
@@ -99,27 +100,24 @@ def _styled(cells: list[str]) -> list[str | Text]:
 def _failures(console: Console, outcome: Outcome) -> None:
     for entry, result in attention(outcome):
         mark = "~" if result.status is Status.FLAKY else "x"
-        first = result.headline
-        console.print(
-            Text(
-                f"{mark} {entry.id} [{result.status}] tier {entry.tier}, "
-                f"{money(entry.mrr)} MRR ({entry.owner}): {first}",
-                style="yellow" if mark == "~" else "red",
-            )
+        line = (
+            f"{mark} {entry.id} [{result.status}] tier {entry.tier}, "
+            f"{money(entry.mrr)} MRR ({entry.owner}): {result.headline}"
         )
+        console.print(Text(printable(line), style="yellow" if mark == "~" else "red"))
     for owner, mrr in outcome.summary.at_risk_by_owner:
         console.print(f"  at risk for {owner}: {money(mrr)}")
 
 
 def _notes(console: Console, outcome: Outcome) -> None:
     for broken in outcome.broken:
-        console.print(Text(f"run broken: {broken}", style="bold red"), soft_wrap=True)
+        console.print(Text(printable(f"run broken: {broken}"), style="bold red"), soft_wrap=True)
     for warning in outcome.run.warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"))
+        console.print(Text(printable(f"warning: {warning}"), style="yellow"))
     for nodeid in outcome.run.unregistered[:10]:
-        console.print(Text(f"  unregistered: {nodeid}", style="yellow"))
+        console.print(Text(printable(f"  unregistered: {nodeid}"), style="yellow"))
     for reason in reasons_shown(outcome, besides=(ExitCode.RUN_BROKEN,)):  # shown above
-        console.print(Text(f"why: {reason.text}", style="yellow"), soft_wrap=True)
+        console.print(Text(printable(f"why: {reason.text}"), style="yellow"), soft_wrap=True)
 
 
 def _gate(console: Console, outcome: Outcome) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
+
 from runner.errors import ExitCode
 from runner.model import Entry
-from runner.reports.tables import TIER_COLUMNS, attention, reasons_shown, tier_rows
+from runner.reports.tables import TIER_COLUMNS, attention, printable, reasons_shown, tier_rows
 from runner.results import EntryResult, Status
 from runner.summary import money
 from runner.verdict import Outcome
@@ -102,4 +104,7 @@ def _unverified(outcome: Outcome) -> list[str]:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")[:200]
+    """Text for one line (or table cell) of Markdown: no control characters, no markup a
+    test's message could inject (GitHub renders HTML in a step summary)."""
+    plain = html.escape(printable(text), quote=False).replace("|", "\\|")
+    return plain.replace("\n", " ")[:200]

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from runner.child.protocol import Event
 from runner.model import Registry
+from runner.reports.tables import printable
 from runner.results import Status, phase_status
 from runner.summary import money
 
@@ -109,8 +110,9 @@ class Progress:
         else:
             status = self.tally.finished(nodeid, self.entries.get(nodeid))
         if self.live is None:  # plain output: one line, without rich's layout cost per test
-            self.console.file.write(f"{status.upper():8}{nodeid}{retry}\n")
+            self.console.file.write(printable(f"{status.upper():8}{nodeid}{retry}") + "\n")
         else:
             label = Text(f"{status.upper():8}", style=_STYLE.get(status, ""))
-            self.console.print(label + Text(f"{nodeid}{retry}"), highlight=False, soft_wrap=True)
+            line = Text(printable(f"{nodeid}{retry}"))
+            self.console.print(label + line, highlight=False, soft_wrap=True)
         self.tally.current = ""

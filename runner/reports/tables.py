@@ -55,3 +55,13 @@ def reasons_shown(outcome: Outcome, *, besides: tuple[int, ...] = ()) -> list[Re
     and the codes in `besides`."""
     skip = {ExitCode.GATE_FAILED, *besides}
     return [r for r in outcome.reasons if r.code not in skip]
+
+
+# C0 controls but tab and newline, and DEL: a test's message may hold any byte, and an
+# escape sequence must not reach a terminal (or a Markdown summary) from it
+_CONTROLS = {c: "\ufffd" for c in (*range(0x09), *range(0x0B, 0x20), 0x7F)}
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters shown as U+FFFD."""
+    return text.translate(_CONTROLS)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from runner.child.protocol import Event, EventData
 from runner.model import Entry
 from runner.results import EntryResult, Status, TestResult, rollup
 from runner.select import Selection
-from runner.supervisor.events import EventLog
+from runner.supervisor.events import EventLog, ended_early
 
 PENDING_NOTE = "pending: registered, not written yet"
 
@@ -48,10 +49,10 @@ class _Context:
     def result(self, entry: Entry) -> EntryResult:
         if entry.pending:
             return EntryResult(entry_id=entry.id, status=Status.PENDING, note=PENDING_NOTE)
-        tests = tuple(self.by_entry.get(entry.id, ()))
-        failed = [
-            p for p in self.log.collect_problems.get(entry.id, []) if p["event"] == "collect_failed"
-        ]
+        problems = self.log.collect_problems.get(entry.id, [])
+        failed = [p for p in problems if p["event"] == Event.COLLECT_FAILED]
+        skipped = [_skipped_module(entry.id, p) for p in problems if p not in failed]
+        tests = (*self.by_entry.get(entry.id, ()), *skipped)
         if failed:
             message = str(failed[0]["message"]) or "collection failed"
             return EntryResult(
@@ -66,10 +67,6 @@ class _Context:
         return self._empty(entry)
 
     def _empty(self, entry: Entry) -> EntryResult:
-        skipped = self.log.collect_problems.get(entry.id, [])
-        if skipped:
-            note = f"skipped at collection: {skipped[0]['message']}"
-            return EntryResult(entry_id=entry.id, status=Status.SKIPPED, note=note)
         if not self.log.collected:
             return self._not_collected(entry)
         if entry.id in self.log.matched:
@@ -85,7 +82,7 @@ class _Context:
         if self.stopped:
             note = f"not run: the run was stopped by {self.stopped} before collection finished"
         elif self.log.exit_request is not None:
-            note = f"not run: pytest.exit() ended the session: {self.log.exit_request['message']}"
+            note = f"not run: {ended_early(self.log.exit_request)}"
         else:
             note = "not run: pytest ended before collection finished"
         return EntryResult(entry_id=entry.id, status=Status.NOT_RUN, note=note)
@@ -102,6 +99,15 @@ class _Context:
         rolled = rollup(entry.id, tests, allow_skips=entry.skips_allowed(self.environment))
         note = f"no tests of its own: {rolled.status} with the entries under it ({names})"
         return EntryResult(entry_id=entry.id, status=rolled.status, note=note)
+
+
+def _skipped_module(entry_id: str, problem: EventData) -> TestResult:
+    """A module skipped as a whole (`pytest.skip(allow_module_level=True)`, importorskip):
+    its tests never ran, so it counts as a skipped test of its entry."""
+    message = f"skipped at collection: {problem['message']}"
+    return TestResult(
+        nodeid=str(problem["nodeid"]), entry_id=entry_id, status=Status.SKIPPED, message=message
+    )
 
 
 def _below(inner: Entry, outer: Entry) -> bool:

@@ -182,7 +182,7 @@ class EventLog:
         if self.mode:
             return f"not run: pytest ran with {self.mode}"
         if self.exit_request is not None:
-            return f"not run: pytest.exit() ended the session: {self.exit_request['message']}"
+            return f"not run: {ended_early(self.exit_request)}"
         if self.crashed:
             return "not run: a pytest-xdist worker died and the run ended before this test"
         return "not run: the pytest session ended before this test ran"
@@ -206,6 +206,9 @@ class EventLog:
             workers_down=tuple(self.workers_down),
             died_in=next(iter(self.running.values()), "") if not self.session_finished else "",
             failures=self._failures(),
+            ran=sum(t.finished for t in self.tests.values()),
+            unconfigured=self.unconfigured,
+            running_at_death=() if self.session_finished else tuple(self.running.values()),
         )
 
     def _failures(self) -> int:
@@ -238,6 +241,17 @@ _HANDLERS: dict[str, Callable[[EventLog, EventData], None]] = {
     Event.WORKER_CRASHED: EventLog._worker_crashed,
     Event.WORKER_DOWN: EventLog._worker_down,
 }
+
+
+def ended_early(request: EventData) -> str:
+    """How a session that was ended early ended, in words."""
+    kind, message = str(request.get("kind")), str(request.get("message", ""))
+    how = {
+        "Exit": "pytest.exit() ended the session",
+        "Interrupted": "the session was stopped (session.shouldstop)",
+        "Failed": "the session was failed (session.shouldfail)",
+    }.get(kind, f"a {kind} ended the session")
+    return f"{how}: {message}" if message else how
 
 
 def _result(test: _Test, stop: Interruption, attempt: int, mode: str) -> TestResult:

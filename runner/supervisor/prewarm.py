@@ -38,6 +38,7 @@ def start(env: dict[str, str]) -> None:
     if os.environ.get("UTR_NO_PREWARM"):
         return
     from runner.child import boot  # noqa: PLC0415
+    from runner.supervisor.reaper import dies_with_us  # noqa: PLC0415
 
     try:
         proc = subprocess.Popen(
@@ -47,6 +48,7 @@ def start(env: dict[str, str]) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=dies_with_us(),  # noqa: PLW1509 - one prctl call, no Python state
         )
     except OSError:
         return

@@ -26,7 +26,7 @@ from runner.child import boot
 from runner.child.protocol import SPEC_OPTION
 from runner.errors import RunBrokenError
 from runner.supervisor import prewarm
-from runner.supervisor.reaper import Leftovers, become_subreaper
+from runner.supervisor.reaper import Leftovers, become_subreaper, dies_with_us
 
 POLL_SECONDS = 0.02
 FOLLOW_EVERY = 10  # polls between two looks at the child's process tree
@@ -118,6 +118,7 @@ def _spawn(spec: ChildSpec, log: Any) -> subprocess.Popen[bytes]:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=dies_with_us(),  # noqa: PLW1509 - one prctl call, no Python state
         )
     except OSError as exc:
         raise RunBrokenError(f"cannot start pytest: {exc}") from None

@@ -11,25 +11,48 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import psutil
 
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 LEFTOVER_GRACE = 2.0
+KILL_ROUNDS = 20
+
+
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc()  # loaded before any fork: a child between fork and exec only calls into it
 
 
 def become_subreaper() -> bool:
     """Orphans of the run's processes are re-parented to this process (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
+    return _LIBC is not None and int(_LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+
+
+def dies_with_us() -> Callable[[], None] | None:
+    """A `preexec_fn`: the child gets SIGTERM when this process dies, even by SIGKILL, when
+    nothing of the runner is left to stop it (Linux only)."""
+    libc = _LIBC
+    if libc is None:
+        return None
+
+    def arm() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+    return arm
 
 
 class Leftovers:
@@ -60,27 +83,36 @@ class Leftovers:
                 self.seen.setdefault(proc.pid, proc)
 
     def stop(self, child_pid: int) -> int:
-        """Stop what is left of the run; returns how many processes were still alive."""
+        """Stop what is left of the run: SIGTERM and a grace period, then SIGKILL round after
+        round until nothing new turns up (a process may fork a successor when it is told
+        to stop, or keep forking); returns how many processes were still alive."""
         import psutil  # noqa: PLC0415
 
-        self.follow(child_pid)
-        for proc in self._adopted(
-            child_pid
-        ):  # orphans that came back to us, with what they started
-            self.seen.setdefault(proc.pid, proc)
-            for below in self._children(proc, recursive=True):
-                self.seen.setdefault(below.pid, below)
-        alive = [p for pid, p in self.seen.items() if pid != child_pid and _alive(p)]
+        alive = self._left(child_pid)
         for proc in alive:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
-        _, stubborn = psutil.wait_procs(alive, timeout=LEFTOVER_GRACE)
-        for proc in stubborn:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(stubborn, timeout=LEFTOVER_GRACE)
+        psutil.wait_procs(alive, timeout=LEFTOVER_GRACE)
+        for _ in range(KILL_ROUNDS):
+            stubborn = self._left(child_pid)
+            if not stubborn:
+                break
+            for proc in stubborn:
+                with contextlib.suppress(psutil.Error):
+                    proc.kill()
+            psutil.wait_procs(stubborn, timeout=0.5)
         psutil.wait_procs(self._adopted(child_pid), timeout=0)  # reap the adopted ones that ended
         return len(alive)
+
+    def _left(self, child_pid: int) -> list[psutil.Process]:
+        """Every process of the run still alive: what was seen below the child, and the
+        orphans that came back to us, with everything below them."""
+        self.follow(child_pid)
+        for proc in self._adopted(child_pid):
+            self.seen.setdefault(proc.pid, proc)
+            for below in self._children(proc, recursive=True):
+                self.seen.setdefault(below.pid, below)
+        return [p for pid, p in self.seen.items() if pid != child_pid and _alive(p)]
 
     def _adopted(self, child_pid: int) -> list[psutil.Process]:
         """Our children that were not there before the child started, but the child itself."""

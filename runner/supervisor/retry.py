@@ -14,15 +14,24 @@ RETRYABLE = frozenset({Status.FAILED, Status.ERROR})
 
 
 def merge_attempt(previous: TestResult, latest: TestResult) -> TestResult:
-    """Keep every attempt; a pass after a failure is `flaky`, never plain `passed`."""
-    status = Status.FLAKY if latest.status is Status.PASSED else latest.status
+    """Keep every attempt. A pass after a failure is `flaky`, never plain `passed`; a retry
+    that does not pass (it failed again, or it skipped, was deselected, or never ran) leaves
+    the failure standing: only a pass can clear it."""
+    if latest.status in (Status.PASSED, Status.XPASSED):
+        status, base = Status.FLAKY, latest
+    else:
+        status = (
+            latest.status if latest.status in RETRYABLE | {Status.TIMED_OUT} else previous.status
+        )
+        base = latest if latest.status in RETRYABLE | {Status.TIMED_OUT} else previous
     return replace(
-        latest,
+        base,
         status=status,
         attempts=previous.attempts + latest.attempts,
         duration=previous.duration + latest.duration,
-        message=latest.message or previous.message,
-        longrepr=latest.longrepr or previous.longrepr,
+        message=base.message or previous.message,
+        longrepr=base.longrepr or previous.longrepr,
+        output=base.output or previous.output,
     )
 
 

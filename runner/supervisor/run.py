@@ -55,7 +55,7 @@ class _Child:
     @property
     def crashed_in(self) -> set[str]:
         """The tests that took a process down: never run again."""
-        return {n for n, _ in self.facts.crashed} | ({self.facts.died_in} - {""})
+        return {n for n, _ in self.facts.crashed} | set(self.facts.running_at_death)
 
     @property
     def crashed(self) -> bool:
@@ -149,6 +149,8 @@ def _tidy(result: RunResult, workdir: Path) -> RunResult:
     if not troubled:
         shutil.rmtree(workdir, ignore_errors=True)
         return replace(result, log_file="")
+    if not workdir.is_dir():
+        return result  # a test removed it, and pytest's output with it
     for path in workdir.iterdir():  # a test may have left anything here, directories too
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -194,6 +196,7 @@ class _Run:
         number = len(self.children) + 1
         log = EventLog()
         handle = self._handler(log, attempt)
+        self.workdir.mkdir(parents=True, exist_ok=True)  # a test may have removed it
         exit_ = run_child(self._spec(targets, only, purpose, number), handle, log.done)
         if number == 1:
             _raise_registry_problems(self.registry, log)
@@ -260,8 +263,10 @@ class _Run:
 
 
 def _tail(log_file: Path, facts: ChildRun) -> str:
-    """pytest's last words, where its exit status is an error of its own (not failures)."""
-    if facts.returncode in (0, 1, None) or facts.stopped:
+    """pytest's last words, where it did not end as a session should (what it printed then
+    is the only account of why)."""
+    clean = facts.unconfigured and facts.returncode == facts.pytest_status
+    if clean or facts.stopped or facts.returncode is None:
         return ""
     try:
         lines = log_file.read_bytes()[-4000:].decode("utf-8", "replace").splitlines()

@@ -3,6 +3,7 @@ the events, gets its code and its reason, through the real CLI on generated proj
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -196,3 +197,103 @@ def test_crashes_are_resumed_a_bounded_number_of_times(project: Project) -> None
     statuses = [t["status"] for t in report["tests"][0]["tests"]]
     assert statuses == ["error"] * 6 + ["not_run"] * 3  # the first run and 5 fresh ones
     assert len(report["run"]["children"]) == 6
+
+
+REVIVE = """
+import pytest
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection_modifyitems(items):
+    saved = list(items)
+    yield
+    items[:] = saved  # puts back what the runner deselected
+"""
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_plugin_cannot_put_back_a_test_the_run_did_not_select(
+    project: Project, workers: str
+) -> None:
+    project.write("tests/test_a.py", GREEN)
+    project.write("tests/test_b.py", "def test_b():\n    assert False\n")
+    project.write("tests/conftest.py", REVIVE)
+    project.registry([entry("a", "tests/test_a.py"), entry("b", "tests/test_b.py")])
+    proc = project.run("--id", "a", "--workers", workers, "--json", "run.json", "--no-history")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "tests/test_b.py" not in proc.stdout
+    assert [t["id"] for t in project.report()["tests"]] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("conftest", "words"),
+    [
+        (
+            "import pytest\n\n@pytest.hookimpl(trylast=True)\ndef pytest_sessionfinish(session):\n"
+            "    session.exitstatus = 5\n",
+            "no tests collected (exit 5)",
+        ),
+        ("import atexit, os\natexit.register(lambda: os._exit(5))\n", "process exited 5"),
+        (
+            "import atexit, os\n\ndef pytest_sessionfinish(session):\n    session.exitstatus = 1\n"
+            "atexit.register(lambda: os._exit(0))\n",
+            "process exited 0 though its session ended with 1",
+        ),
+        ("def pytest_terminal_summary():\n    raise RuntimeError('boom')\n", "RuntimeError: boom"),
+        ("def pytest_unconfigure():\n    raise RuntimeError('boom')\n", "crashed at the end"),
+    ],
+)
+def test_the_worse_of_pytests_process_and_session_wins(
+    project: Project, conftest: str, words: str
+) -> None:
+    _setup(project, conftest)
+    code, report = _verdict(project)
+    assert code == 5
+    assert any(words in b for b in report["run"]["broken"]), report["run"]["broken"]
+
+
+def test_a_timeout_after_the_last_test_is_still_a_timeout(project: Project) -> None:
+    _setup(project, "import time\n\ndef pytest_sessionfinish(session):\n    time.sleep(120)\n")
+    code, report = _verdict(project, "--timeout", "3")
+    assert code == 1
+    assert "before pytest finished" in str(report["verdict"]["reasons"])
+
+
+def test_a_module_skipped_whole_inside_a_directory_entry_makes_it_partial(project: Project) -> None:
+    project.write("tests/a/test_1.py", "import pytest\npytest.skip('x', allow_module_level=True)\n")
+    project.write("tests/a/test_2.py", GREEN)
+    project.registry([entry("a", "tests/a")])
+    proc = project.run("--json", "run.json")
+    assert proc.returncode == 3, proc.stdout
+    assert project.report()["tests"][0]["status"] == "partial"
+
+
+def test_validate_is_not_ok_when_collection_hangs(project: Project) -> None:
+    project.write("tests/test_a.py", "import time\ntime.sleep(120)\n")
+    project.registry([entry("a", "tests/test_a.py")], levels={"unit": {"timeout": 3}})
+    proc = project.run("validate")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "registry OK" not in proc.stdout and "timed out" in proc.stderr
+
+
+def test_a_retry_that_skips_leaves_the_failure_standing(project: Project) -> None:
+    marker = project.root / "seen"
+    project.write(
+        "tests/test_a.py",
+        f"import pathlib, pytest\n\ndef test_a():\n    p = pathlib.Path({str(marker)!r})\n"
+        "    if p.exists():\n        pytest.skip('second time')\n    p.write_text('1')\n"
+        "    assert False, 'first time'\n",
+    )
+    project.registry([entry("a", "tests/test_a.py", tier=2)])
+    proc = project.run("--json", "run.json")
+    assert proc.returncode == 1, proc.stdout
+    (test,) = project.report()["tests"][0]["tests"]
+    assert test["status"] == "failed"
+    assert [a["status"] for a in test["attempts"]] == ["failed", "skipped"]
+
+
+def test_detect_flakes_keeps_to_the_timeout(project: Project) -> None:
+    _setup(project, test_a="import time\n\ndef test_a():\n    time.sleep(0.2)\n")
+    started = time.monotonic()
+    proc = project.run("--detect-flakes", "1000", "--timeout", "6", "--json", "run.json")
+    assert time.monotonic() - started < 40
+    assert proc.returncode in (0, 1), proc.stdout[-2000:]

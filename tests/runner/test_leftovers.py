@@ -193,3 +193,57 @@ def test_the_apex_platform_does_not_outlive_a_stopped_run(project: Project, stop
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == (130 if stop == "SIGINT" else 1), out + err
     assert _marked(marker) == []
+
+
+RESPAWN = """
+import os, signal, subprocess, sys, time
+
+RESPAWNER = '''
+import os, signal, time
+def respawn(signum, frame):
+    if os.fork() == 0:
+        time.sleep(300)
+    os._exit(0)
+signal.signal(signal.SIGTERM, respawn)
+time.sleep(300)
+'''
+HOPPER = '''
+import os, time
+os.setsid()
+while True:
+    if os.fork():
+        os._exit(0)
+    time.sleep(0.05)
+'''
+
+def test_leaves_tricky_processes():
+    subprocess.Popen([sys.executable, "-c", RESPAWNER], start_new_session=True)
+    subprocess.Popen([sys.executable, "-c", HOPPER])
+    time.sleep(0.5)
+"""
+
+
+def test_processes_that_respawn_or_hop_do_not_outlive_the_run(project: Project) -> None:
+    marker = f"UTR_LEFTOVER_{uuid.uuid4().hex}"
+    project.env[marker] = "1"
+    project.write("tests/test_tricky.py", RESPAWN)
+    project.registry([entry("tricky", "tests/test_tricky.py")])
+    proc = project.run("--json", "run.json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _marked(marker) == []
+
+
+def test_pytest_does_not_outlive_a_runner_killed_outright(project: Project) -> None:
+    marker = f"UTR_LEFTOVER_{uuid.uuid4().hex}"
+    project.env[marker] = "1"
+    project.write("tests/test_slow.py", SLOW)
+    project.registry([entry("slow", "tests/test_slow.py")])
+    proc = _start(project, "--json", "run.json")
+    events = project.scratch
+    _wait_for(
+        lambda: any("test_slow" in p.read_text() for p in events.glob("utr-*/events-1.jsonl")),
+        "test_slow started",
+    )
+    proc.kill()
+    proc.communicate(timeout=30)
+    _wait_for(lambda: _marked(marker) == [], "pytest went with the runner", 15)

@@ -6,11 +6,13 @@ import json
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Project, entry
+from tests.conftest import REPO, Project, entry
 
 pytestmark = pytest.mark.slow
 
@@ -197,3 +199,87 @@ def test_a_new_report_gets_the_users_umask(project: Project, tmp_path: Path) -> 
         os.umask(old)
     assert stat.S_IMODE((project.root / "run.json").stat().st_mode) == 0o644
     assert not [p for p in project.root.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_test_that_removes_the_runs_own_directory(project: Project) -> None:
+    project.write(
+        "tests/conftest.py",
+        "import pathlib, shutil\n\ndef pytest_configure(config):\n"
+        "    config._utr_dir = pathlib.Path(config.getoption('utr_spec')).parent\n\n"
+        "def pytest_runtest_teardown(item):\n"
+        "    shutil.rmtree(item.config._utr_dir, ignore_errors=True)\n",
+    )
+    project.write("tests/test_a.py", "def test_a():\n    assert False\n")
+    project.registry([entry("a", "tests/test_a.py", tier=2)])  # one retry, in that directory
+    proc = project.run("--json", "run.json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert project.report()["tests"][0]["status"] == "failed"
+
+
+@pytest.mark.parametrize("stdout", ["closed", "full", "pipe"])
+def test_a_broken_stdout_loses_no_report(project: Project, stdout: str) -> None:
+    project.write("tests/test_a.py", GREEN)
+    project.registry([entry("a", "tests/test_a.py")])
+    command = f"{sys.executable} {REPO / 'unified_test_runner.py'} --json run.json"
+    shell = {"closed": f"{command} >&-", "full": f"{command} >/dev/full"}
+    shell["pipe"] = f"{command} | head -c 10; exit ${{PIPESTATUS[0]}}"
+    proc = subprocess.run(
+        ["bash", "-c", shell[stdout]],
+        cwd=project.root,
+        env=project.child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert project.report()["exit_code"] == 0
+
+
+def test_a_fifo_nobody_reads_is_a_lost_report_not_a_hang(project: Project) -> None:
+    project.write("tests/test_a.py", GREEN)
+    project.registry([entry("a", "tests/test_a.py")])
+    os.mkfifo(project.root / "fifo")
+    proc = project.run("--json", "fifo", "--junit", "run.xml", timeout=60)
+    assert proc.returncode == 5
+    assert "fifo" in proc.stderr and "no process reads" in proc.stderr
+    assert (project.root / "run.xml").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "words"), [("tests/test_a.py\0", "not a relative path"), ("/etc", "must be relative")]
+)
+def test_a_bad_registry_path_is_one_line(project: Project, path: str, words: str) -> None:
+    project.write("tests/test_a.py", GREEN)
+    project.registry([entry("a", path)])
+    proc = project.run("--list")
+    assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+    _one_line(proc.stderr)
+
+
+@pytest.mark.parametrize(
+    ("root", "words"), [("/", "not a relative"), ("..", "escapes"), ("nope", "does not exist")]
+)
+def test_suite_roots_stay_inside_the_project(project: Project, root: str, words: str) -> None:
+    project.write("tests/test_a.py", GREEN)
+    project.registry([entry("a", "tests/test_a.py")], suite_roots=[root])
+    proc = project.run("--list")
+    assert proc.returncode == 2 and words in proc.stderr, proc.stderr
+    _one_line(proc.stderr)
+
+
+def test_control_characters_and_markup_stay_out_of_the_terminal_and_markdown(
+    project: Project,
+) -> None:
+    project.write(
+        "tests/test_a.py",
+        "def test_a():\n    assert False, 'evil \\x1b[2J <script>alert(1)</script> \\x00'\n",
+    )
+    project.registry([entry("a", "tests/test_a.py")])
+    proc = project.run("--markdown", "run.md")
+    assert proc.returncode == 1
+    assert "\x1b" not in proc.stdout and "\x00" not in proc.stdout
+    markdown = (project.root / "run.md").read_text()
+    assert "<script>" not in markdown and "\x1b" not in markdown and "&lt;script&gt;" in markdown

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from runner.results import Attempt, Status, TestResult
 from runner.supervisor.retry import due_for_retry, merge_attempt, retry_failures
 from tests.runner.helpers import make_entry, make_registry
@@ -24,6 +26,17 @@ def test_pass_after_failure_is_flaky_and_keeps_every_attempt() -> None:
     assert merged.status is Status.FLAKY
     assert [a.status for a in merged.attempts] == [Status.FAILED, Status.PASSED]
     assert merged.duration == 2.0
+
+
+@pytest.mark.parametrize(
+    "retry", [Status.SKIPPED, Status.XFAILED, Status.DESELECTED, Status.NOT_RUN]
+)
+def test_only_a_pass_clears_a_failure(retry: Status) -> None:
+    merged = merge_attempt(_t("t2", Status.FAILED), _t("t2", retry, 2))
+    assert merged.status is Status.FAILED
+    assert [a.status for a in merged.attempts] == [Status.FAILED, retry]
+    again = merge_attempt(_t("t2", Status.FAILED), _t("t2", Status.ERROR, 2))
+    assert again.status is Status.ERROR
 
 
 def test_retries_follow_each_tiers_policy() -> None:

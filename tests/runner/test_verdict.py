@@ -24,6 +24,8 @@ CLEAN = ChildRun(
     session_started=True,
     session_finished=True,
     collected=True,
+    unconfigured=True,
+    ran=2,
 )
 
 
@@ -98,9 +100,27 @@ def test_pytest_saying_failure_wins_over_green_events() -> None:
     ],
 )
 def test_a_broken_child_is_exit_5(child: dict[str, Any], words: str) -> None:
+    code = child.get("returncode", 0)
+    facts = replace(CLEAN, **{"pytest_status": code if code >= 0 else None, **child})
+    outcome = judge(REGISTRY, _run(Status.PASSED, Status.PASSED, child=facts))
+    assert outcome.exit_code == 5
+    assert any(words in text for text in outcome.broken), outcome.broken
+
+
+@pytest.mark.parametrize(
+    ("child", "words"),
+    [
+        ({"returncode": 5, "pytest_status": 5}, "no tests collected (exit 5), though 2 tests ran"),
+        ({"returncode": 5, "pytest_status": 0}, "process exited 5 though its session ended with 0"),
+        ({"returncode": 0, "pytest_status": 1}, "process exited 0 though its session ended with 1"),
+        ({"returncode": 1, "unconfigured": False}, "crashed at the end of its session"),
+        ({"returncode": 1, "pytest_status": 1, "ran": 0}, "without running or failing a test"),
+    ],
+)
+def test_the_worse_of_process_and_session_wins(child: dict[str, Any], words: str) -> None:
     outcome = judge(REGISTRY, _run(Status.PASSED, Status.PASSED, child=replace(CLEAN, **child)))
     assert outcome.exit_code == 5
-    assert words in outcome.broken[0]
+    assert any(words in text for text in outcome.broken), outcome.broken
 
 
 def test_pytest_exit_is_broken_only_when_it_kept_tests_from_running() -> None:
