@@ -25,6 +25,7 @@ from runner.request import (
     DEFAULT_REGISTRY,
     REGISTRY_ENV,
     MergeRequest,
+    MutateRequest,
     Narrowing,
     ReportPaths,
     RunRequest,
@@ -185,6 +186,12 @@ def cli() -> None:
 )
 @click.option("--no-history", is_flag=True, help="Do not record this run in the history.")
 @click.option("--no-record-durations", is_flag=True, help="Do not update the durations file.")
+@click.option(
+    "--mutation",
+    type=EXISTING,
+    metavar="RESULT.json",
+    help="A `mutate --json` result: reports show the MRR verified by mutation.",
+)
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def run(**opts: Any) -> None:
     """Run the selected tests (extra pytest arguments go after `--`)."""
@@ -237,6 +244,7 @@ def _run_only(opts: dict[str, Any]) -> dict[str, Any]:
         "reports": _report_paths(opts),
         "record_durations": not opts["no_record_durations"],
         "history_file": None if opts["no_history"] else opts["history_file"],
+        "mutation": opts["mutation"],
     }
 
 
@@ -322,6 +330,36 @@ def merge(**opts: Any) -> None:
         allow_missing_shards=opts["allow_missing_shards"],
     )
     raise SystemExit(merge_command(request))
+
+
+@cli.command()
+@registry_option
+@click.option("--level", help="Entries of this level (default: the registry's default).")
+@click.option("--id", "ids", multiple=True, metavar="ID", help="Only this entry (repeatable).")
+@click.option("--sample", type=click.IntRange(min=1), help="Mutants per entry, drawn at random.")
+@click.option("--seed", type=int, default=0, show_default=True, help="For --sample.")
+@seconds_option("--time-budget", "Stop starting mutants after this long (the rest waits).")
+@click.option("--json", "json_path", type=FILE, help="Write the scores as JSON here.")
+@click.option(
+    "--fail-under",
+    type=click.FloatRange(0, 100),
+    metavar="PERCENT",
+    help="Exit 4 if an entry scores below this.",
+)
+def mutate(**opts: Any) -> None:
+    """Mutation testing of what each entry covers: its score and its survivors."""
+    from runner.commands.mutate import mutate as mutate_command  # noqa: PLC0415
+
+    request = MutateRequest(
+        registry=opts["registry"],
+        criteria=Criteria(level=opts["level"], ids=tuple(opts["ids"])),
+        sample=opts["sample"],
+        seed=opts["seed"],
+        time_budget=opts["time_budget"],
+        json=opts["json_path"],
+        fail_under=opts["fail_under"],
+    )
+    raise SystemExit(mutate_command(request))
 
 
 @cli.command(name="history")

@@ -44,6 +44,12 @@ class EmptySelectionError(RunnerError):
     exit_code = ExitCode.EMPTY_SELECTION
 
 
+class BaselineFailedError(RunnerError):
+    """`mutate`: the entries fail with no mutant in place, so no mutant can be judged."""
+
+    exit_code = ExitCode.TESTS_FAILED
+
+
 class RunBrokenError(RunnerError):
     """The child run could not be started or its results cannot be trusted."""
 

@@ -15,6 +15,7 @@ DEFAULT_REGISTRY = Path("config/levels.yaml")
 REGISTRY_ENV = "UTR_REGISTRY"
 DEFAULT_DURATIONS = Path(".test_durations.json")
 DEFAULT_HISTORY = Path(".runner/history.sqlite")
+DEFAULT_MUTATION_DIR = Path(".runner/mutation")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +63,7 @@ class RunRequest:
     durations_file: Path = DEFAULT_DURATIONS
     record_durations: bool = True
     history_file: Path | None = DEFAULT_HISTORY  # None: the run is not recorded
+    mutation: Path | None = None  # a `mutate --json` result, for MRR verified by mutation
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,3 +75,17 @@ class MergeRequest:
     gate: str | None = None
     outputs: ReportPaths = field(default_factory=ReportPaths)
     allow_missing_shards: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class MutateRequest:
+    """Mutation testing of the selected entries' `covers`."""
+
+    registry: Path = DEFAULT_REGISTRY
+    criteria: Criteria = field(default_factory=Criteria)
+    sample: int | None = None  # mutants per entry (None: all of them)
+    seed: int = 0
+    time_budget: float | None = None  # seconds; what is left waits for the next run
+    json: Path | None = None
+    fail_under: float | None = None  # percent: an entry scoring less makes the exit 4
+    session_dir: Path = DEFAULT_MUTATION_DIR

@@ -128,6 +128,7 @@ class RunContext:
     environment: Mapping[str, Any] | None = None  # the --env profile: names, never values
     changed: Mapping[str, Any] | None = None  # --changed: ref, files, touched, ...
     detect_flakes: int = 0  # rounds of --detect-flakes: a flaky test is then the finding
+    mutation: Mapping[str, float] | None = None  # entry id -> mutation score (--mutation)
 
     def as_dict(self) -> dict[str, Any]:
         """The fields that are set, as the JSON report's `run` carries them."""
@@ -137,6 +138,8 @@ class RunContext:
             found["selection"] = list(self.selection)
         if self.detect_flakes:
             found["detect_flakes"] = self.detect_flakes
+        if self.mutation is not None:
+            found["mutation"] = dict(self.mutation)
         return found
 
 

@@ -13,7 +13,7 @@ from tests.conftest import REPO
 
 RUNNER = REPO / "runner"
 # each layer may import only the layers listed after it (and itself)
-LAYERS = ["cli", "commands", "reports", "supervisor", "planning", "registry", "core"]
+LAYERS = ["cli", "commands", "reports", "mutation", "supervisor", "planning", "registry", "core"]
 CORE = {"errors", "model", "results", "select", "summary", "gates", "verdict", "signals"}
 CORE |= {"request", "files", "history", "entry"}
 

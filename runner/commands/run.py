@@ -11,6 +11,7 @@ from typing import Any
 from runner import history
 from runner.errors import EmptySelectionError
 from runner.model import Registry
+from runner.mutation.score import read_scores
 from runner.planning import durations
 from runner.planning.narrow import Narrowed, plan_run
 from runner.registry.environments import resolve
@@ -31,6 +32,7 @@ def run(registry: Registry, selection: Selection, request: RunRequest) -> int:
         from runner.commands.flakes import detect_flakes  # noqa: PLC0415
 
         return detect_flakes(registry, selection, request)
+    scores = None if request.mutation is None else read_scores(request.mutation)  # input first
     plan = prepare(registry, selection, request)
     for note in plan.notes:
         print(note, flush=True)
@@ -39,7 +41,11 @@ def run(registry: Registry, selection: Selection, request: RunRequest) -> int:
         result = _supervise(registry, plan.selection, request, progress)
     finally:
         progress.close()
-    result = replace(result, entries=result.entries + plan.left_out, context=plan.context)
+    result = replace(
+        result,
+        entries=result.entries + plan.left_out,
+        context=replace(plan.context, mutation=scores),
+    )
     if request.fail_fast:
         result = annotate_not_run(result, FAIL_FAST_NOTE)
     outcome = judge(registry, result, request.gate, request.pytest_args)

@@ -32,12 +32,13 @@ class Change:
         own = PurePosixPath(entry.file_part)
         if any(f == str(own) or own in PurePosixPath(f).parents for f in self.files):
             return True
-        spec = _spec(entry.covers)
+        spec = covers_spec(entry.covers)
         return any(spec.match_file(f) for f in self.files)
 
 
 @functools.lru_cache(maxsize=4096)
-def _spec(globs: tuple[str, ...]) -> pathspec.PathSpec[Any]:
+def covers_spec(globs: tuple[str, ...]) -> pathspec.PathSpec[Any]:
+    """An entry's `covers` globs as a matcher (.gitignore syntax)."""
     import pathspec  # noqa: PLC0415 - only --changed needs it; `--list` must start fast
 
     return pathspec.PathSpec.from_lines("gitignore", globs)

@@ -19,6 +19,7 @@ from runner.reports.tables import (
     PROTECTED,
     TIER_COLUMNS,
     attention,
+    mutation_line,
     printable,
     reasons_shown,
     tier_rows,
@@ -67,6 +68,9 @@ def render_summary(console: Console, outcome: Outcome) -> None:
     _notes(console, outcome)
     _gate(console, outcome)
     _verdict(console, outcome)
+    line = mutation_line(outcome)
+    if line:
+        console.print(line, highlight=False)
     console.print(_test_counts(outcome), highlight=False)
 
 

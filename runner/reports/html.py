@@ -6,7 +6,7 @@ from html import escape
 
 from runner.errors import ExitCode
 from runner.model import Entry
-from runner.reports.tables import TIER_COLUMNS, attention, reasons_shown, tier_rows
+from runner.reports.tables import TIER_COLUMNS, attention, mutation_line, reasons_shown, tier_rows
 from runner.results import FAILING, EntryResult, Status
 from runner.summary import TierSummary, money
 from runner.verdict import Outcome
@@ -65,6 +65,7 @@ def _head(outcome: Outcome) -> list[str]:
         f"{money(total.at_risk)} at risk, {money(total.unverified)} unverified — exit "
         f"{outcome.exit_code}, {outcome.run.duration:.1f} s, started "
         f"{escape(outcome.run.started_at)}</p>",
+        *(f"<p>{escape(line)}</p>" for line in (mutation_line(outcome),) if line),
     ]
 
 

@@ -6,7 +6,14 @@ import html
 
 from runner.errors import ExitCode
 from runner.model import Entry
-from runner.reports.tables import TIER_COLUMNS, attention, printable, reasons_shown, tier_rows
+from runner.reports.tables import (
+    TIER_COLUMNS,
+    attention,
+    mutation_line,
+    printable,
+    reasons_shown,
+    tier_rows,
+)
 from runner.results import EntryResult, Status
 from runner.summary import money
 from runner.verdict import Outcome
@@ -38,6 +45,8 @@ def render_markdown(outcome: Outcome) -> str:
     *tiers, last = tier_rows(outcome)
     lines += [_row(cells) for cells in tiers]
     lines.append(_row(last, bold=True))
+    mutation = mutation_line(outcome)
+    lines += ["", mutation] if mutation else []
     sections = _why(outcome) + _gate(outcome) + _failures(outcome) + _unverified(outcome)
     return "\n".join(lines + sections) + "\n"
 

@@ -77,7 +77,21 @@ def _context(meta: dict[str, Any]) -> RunContext:
         environment=meta.get("environment"),
         changed=meta.get("changed"),
         detect_flakes=int(meta.get("detect_flakes", 0)),
+        mutation=_scores(meta.get("mutation")),
     )
+
+
+def _scores(value: Any) -> dict[str, float] | None:
+    if value is None:
+        return None
+    return {str(k): _fraction(v) for k, v in dict(value).items()}
+
+
+def _fraction(value: Any) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{value!r} is not a mutation score")
+    return number
 
 
 def _seconds(value: Any) -> float:

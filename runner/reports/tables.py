@@ -65,3 +65,17 @@ _CONTROLS = {c: "\ufffd" for c in (*range(0x09), *range(0x0B, 0x20), 0x7F)}
 def printable(text: str) -> str:
     """`text` with its control characters shown as U+FFFD."""
     return text.translate(_CONTROLS)
+
+
+def mutation_line(outcome: Outcome) -> str | None:
+    """ "MRR verified by mutation", when the run was given a mutation result: each entry's
+    MRR times the share of its mutants its tests kill."""
+    scores = outcome.run.context.mutation
+    if scores is None:
+        return None
+    verified = sum(e.mrr * scores[e.id] for e in outcome.registry.tests if e.id in scores)
+    total = outcome.summary.total
+    return (
+        f"{money(round(verified))} of {money(total.registered_mrr)} MRR verified by mutation "
+        f"({len(scores)} entries scored), beside {money(total.protected)} protected"
+    )
