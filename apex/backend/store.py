@@ -123,11 +123,13 @@ class Store:
         return [str(state) for (state,) in rows]
 
     def usage(self, user_id: str) -> list[dict[str, Any]]:
-        if not self.query("SELECT 1 FROM usage WHERE user_id = ? LIMIT 1", (user_id,)):
-            for model, tokens, cents in SAMPLE_USAGE:
-                self.execute(
+        with self.lock:  # agents read a new account's usage at once: seed it exactly once
+            if not self.db.execute(
+                "SELECT 1 FROM usage WHERE user_id = ? LIMIT 1", (user_id,)
+            ).fetchone():
+                self.db.executemany(
                     "INSERT INTO usage VALUES (?, ?, ?, ?, date('now'))",
-                    (user_id, model, tokens, cents),
+                    [(user_id, model, tokens, cents) for model, tokens, cents in SAMPLE_USAGE],
                 )
         rows = self.query(
             "SELECT model, SUM(tokens), SUM(cost_cents) FROM usage "
