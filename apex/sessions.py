@@ -1,7 +1,7 @@
 """Sessions shared by every service through Redis, with pub/sub so caches never go stale.
 
 A session is one JSON value under `session:{id}` with a version that every update bumps
-atomically (a Lua script), so concurrent updates never lose each other.
+atomically (a watched transaction), so concurrent updates never lose each other.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import secrets
 import time
 from typing import Any
@@ -18,20 +19,7 @@ import redis.asyncio as aioredis
 CHANNEL = "apex:session-events"
 EXPIRED_PATTERN = "__keyevent@*__:expired"
 
-_UPDATE = """
-local raw = redis.call('GET', KEYS[1])
-if not raw then return nil end
-local s = cjson.decode(raw)
-local changes = cjson.decode(ARGV[1])
-for k, v in pairs(changes) do s['data'][k] = v end
-s['version'] = s['version'] + 1
-s['updated_at'] = tonumber(ARGV[2])
-local out = cjson.encode(s)
-redis.call('SET', KEYS[1], out, 'KEEPTTL')
-redis.call('PUBLISH', ARGV[3], cjson.encode({sid = s['sid'], version = s['version'],
-  kind = 'updated', session = s}))
-return out
-"""
+UPDATE_TRIES = 200  # optimistic rounds before an update gives up (50 at once need ~50)
 
 
 def session_key(sid: str) -> str:
@@ -43,7 +31,6 @@ class SessionStore:
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.redis = client
-        self._update = client.register_script(_UPDATE)
 
     async def create(self, *, user_id: str, email: str, ttl: int) -> dict[str, Any]:
         now = time.time()
@@ -64,10 +51,32 @@ class SessionStore:
         return json.loads(raw) if raw else None
 
     async def update(self, sid: str, changes: dict[str, Any]) -> dict[str, Any] | None:
-        raw = await self._update(
-            keys=[session_key(sid)], args=[json.dumps(changes), time.time(), CHANNEL]
-        )
-        return json.loads(raw) if raw else None
+        """Merge `changes` into the session's data and bump its version, atomically: a
+        watched read-modify-write, retried when another update came first. (A Lua script
+        would re-encode the values with Redis's cjson, which turns [] into {} and rounds
+        numbers past 14 digits.)"""
+        for _ in range(UPDATE_TRIES):
+            with contextlib.suppress(aioredis.WatchError):
+                return await self._try_update(session_key(sid), changes)
+            await asyncio.sleep(random.uniform(0, 0.002))  # let the winner through
+        raise RuntimeError(f"session {sid}: too many concurrent updates")
+
+    async def _try_update(self, key: str, changes: dict[str, Any]) -> dict[str, Any] | None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await pipe.watch(key)
+            raw = await pipe.get(key)
+            if not raw:
+                return None
+            session: dict[str, Any] = json.loads(raw)
+            session["data"].update(changes)
+            session["version"] += 1
+            session["updated_at"] = time.time()
+            event = {"sid": session["sid"], "version": session["version"], "kind": "updated"}
+            pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+            pipe.set(key, json.dumps(session), keepttl=True)
+            pipe.publish(CHANNEL, json.dumps({**event, "session": session}))
+            await pipe.execute()
+            return session
 
     async def delete(self, sid: str, reason: str = "logout") -> bool:
         removed = await self.redis.delete(session_key(sid))
