@@ -125,8 +125,8 @@ class Stack:
             "APEX_DEMO_PASSWORD": password,
             "PYTHONUNBUFFERED": "1",
         }
-        env.setdefault("APEX_JWT_SECRET", secrets.token_urlsafe(32))
-        env.setdefault("APEX_SERVICE_TOKEN", secrets.token_urlsafe(32))
+        for key in ("APEX_JWT_SECRET", "APEX_SERVICE_TOKEN"):  # an empty one is no key at all
+            env[key] = env.get(key) or secrets.token_urlsafe(32)
         env.update({var: self.services[n].url for n, var in URL_VARS.items()})
         env["APEX_GATEWAY_URL"] = self.gateway_ws_url
         self.env = env
