@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from apex.node import Node
 from apex.pkce import s256
-from apex.service import make_redis
+from apex.service import make_redis, redis_check
 from apex.settings import Settings
 
 CLIENT_ID = "apex-auth"
@@ -181,7 +181,8 @@ def create_app() -> Starlette:
     callback = os.environ.get("APEX_AUTH_URL", "http://127.0.0.1") + "/auth/oauth/callback"
     settings = Settings.from_env()
     client = make_redis(settings.redis_url)
-    idp = IdentityProvider(issuer, {callback}, Node("idp", settings, client, {}))
+    node = Node("idp", settings, client, {"redis": redis_check(client)})  # it needs Redis too
+    idp = IdentityProvider(issuer, {callback}, node)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
