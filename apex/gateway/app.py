@@ -165,7 +165,7 @@ class GatewayApp:
     _on_start_agent = _on_user_message
 
     async def _on_stop_agent(self, conn: Connection, payload: dict[str, Any]) -> None:
-        if conn.lineage.cancel():
+        if await conn.lineage.stop():
             await conn.lineage.publish(
                 {
                     "type": "agent_error",

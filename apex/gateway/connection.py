@@ -19,7 +19,7 @@ POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 
 
-def frame(kind: str, **payload: Any) -> dict[str, Any]:
+def frame(kind: str, /, **payload: Any) -> dict[str, Any]:
     return {"type": kind, "payload": payload}
 
 
@@ -51,7 +51,7 @@ class Connection:
         async with self.cond:
             self.cond.notify_all()
 
-    async def send(self, kind: str, **payload: Any) -> None:
+    async def send(self, kind: str, /, **payload: Any) -> None:
         """A connection-local frame (no seq): replies to this connection only."""
         async with self.cond:
             await self.cond.wait_for(lambda: self.closed or len(self.local) < HIGH_WATER)

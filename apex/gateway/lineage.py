@@ -61,3 +61,11 @@ class Lineage:
             self.run.cancel()
             return True
         return False
+
+    async def stop(self) -> bool:
+        """Cancel the run and wait until it has ended: the next message is not `busy`."""
+        run = self.run
+        if not self.cancel() or run is None:
+            return False
+        await asyncio.wait([run])
+        return True
