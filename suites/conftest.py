@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from apex.client import Endpoints, gateway_http
+from apex.client import Endpoints
 from apex.launcher import Stack, StackConfig
-from suites.platform import Platform
+from suites.platform import Platform, service_urls
 
 # Fault injection on; a short backend timeout and breaker cooldown so outages are seen fast.
-SETTLE_SECONDS = 15.0
+SETTLE_SECONDS = 10.0
 SUITE_ENV = {
     "APEX_FAULT_INJECTION": "1",
     "APEX_BACKEND_TIMEOUT": "1.5",
@@ -71,17 +71,38 @@ def faults(platform: Platform) -> None:
         pytest.skip("the platform under test does not allow fault injection")
 
 
+@pytest.fixture(scope="session")
+def broken_by() -> list[str]:
+    """The test after which the platform did not become ready again, once there is one."""
+    return []
+
+
 @pytest.fixture(autouse=True)
-def settled(platform: Platform) -> Iterator[None]:
+def settled(
+    platform: Platform, broken_by: list[str], request: pytest.FixtureRequest
+) -> Iterator[None]:
     """After each test, wait until every service is ready again (a test may have stalled
-    Redis, killed a service or tripped a breaker): the next test starts from a healthy
-    platform instead of inheriting the last one's recovery."""
+    Redis, killed a service or tripped a breaker), so the next test starts from a healthy
+    platform. A platform that does not recover is that test's error; every later test then
+    fails at once, naming it, instead of waiting out the same outage again."""
+    if broken_by:
+        pytest.fail(f"the platform has not been ready since {broken_by[0]}", pytrace=False)
     yield
-    urls = [platform.endpoints.auth, platform.endpoints.backend, gateway_http(platform.endpoints)]
-    deadline = time.monotonic() + SETTLE_SECONDS
+    waiting = _not_ready(platform, time.monotonic() + SETTLE_SECONDS)
+    if waiting:
+        broken_by.append(request.node.nodeid)
+        pytest.fail(f"not ready {SETTLE_SECONDS} s after this test: {waiting}", pytrace=False)
+
+
+def _not_ready(platform: Platform, deadline: float) -> list[str]:
+    """The services still not ready at `deadline` (polled until then)."""
+    urls = service_urls(platform.endpoints)
     with httpx.Client(timeout=1.0) as http:
-        while time.monotonic() < deadline and not all(_ready(http, u) for u in urls):
-            time.sleep(0.05)
+        while True:
+            waiting = [name for name, url in urls.items() if not _ready(http, url)]
+            if not waiting or time.monotonic() >= deadline:
+                return waiting
+            time.sleep(0.02)
 
 
 def _ready(http: httpx.Client, url: str) -> bool:
