@@ -10,8 +10,6 @@ import pytest
 
 from tests.conftest import Project, entry
 
-pytestmark = pytest.mark.slow
-
 PROBE = """
 import os
 
@@ -44,6 +42,7 @@ def probe(project: Project) -> Project:
     return project
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prewarm", ["on", "off"])
 def test_a_run_reads_the_same_either_way(probe: Project, prewarm: str) -> None:
     if prewarm == "off":
@@ -56,6 +55,7 @@ def test_a_run_reads_the_same_either_way(probe: Project, prewarm: str) -> None:
     assert "test_fails" in log  # pytest's own output still lands in the kept log
 
 
+@pytest.mark.slow
 def test_an_interpreter_variable_makes_the_runner_spawn_afresh(probe: Project) -> None:
     """PYTHONPATH is read when an interpreter starts: the waiting child cannot take it."""
     extra = probe.root / "extra"
@@ -73,8 +73,48 @@ def test_an_interpreter_variable_makes_the_runner_spawn_afresh(probe: Project) -
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_nothing_is_left_waiting_after_a_usage_error_or_a_listing(probe: Project) -> None:
     assert probe.run("--workers", "many").returncode == 2
     assert probe.run("--list").returncode == 0
     assert probe.run("--env", "nowhere").returncode == 2
     assert _prewarmed_children(probe.root) == []
+
+
+def test_the_options_that_take_a_value_are_the_command_lines_own() -> None:
+    """The entry point reads argv before click is imported; its table must be click's."""
+    import click  # noqa: PLC0415
+
+    from runner.cli import cli  # noqa: PLC0415
+    from runner.entry import COMMANDS, TAKES_VALUE  # noqa: PLC0415
+
+    options = [p for c in cli.commands.values() for p in c.params if isinstance(p, click.Option)]
+    assert {name for p in options if not p.is_flag for name in p.opts} == TAKES_VALUE
+    assert set(cli.commands) == COMMANDS
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], True),
+        (["--level", "integration"], True),
+        (["--id", "report"], True),  # an id, not the report command
+        (["--id=plan", "--tier", "1"], True),
+        (["--registry", "r.yaml", "validate"], True),
+        (["init", "tests"], True),
+        (["report", "run.json"], False),
+        (["--registry", "run", "plan"], False),  # 'run' is the registry's file name here
+        (["merge", "a.json", "b.json"], False),
+        (["--list"], False),
+        (["--level", "smoke", "--list"], False),
+        (["run", "--help"], False),
+        (["--", "--list"], True),  # pytest's own arguments are not the runner's
+        (["--pattern", "--list"], True),  # a pattern that happens to look like a flag
+    ],
+)
+def test_whether_a_command_line_runs_pytest_is_read_exactly(
+    argv: list[str], expected: bool
+) -> None:
+    from runner.entry import runs_pytest  # noqa: PLC0415
+
+    assert runs_pytest(argv) is expected
