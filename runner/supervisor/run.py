@@ -94,7 +94,7 @@ def _run_children(run: _Run) -> RunResult:
     clock = time.monotonic()
     if signals.requested():  # stopped before anything started: nothing ran, all is reported
         return _result(run, EventLog(), [], started_at, clock)
-    first = run.once(_targets(run.registry, run.selection.runnable), None, "run", 1)
+    first = run.once(_targets(run.registry, run.selection, run.options.strict), None, "run", 1)
     tests = {t.nodeid: t for t in first.results}
     _resume(run, first, tests)
     if run.options.retry and not any(c.exit.stopped for c in run.children):
@@ -159,8 +159,15 @@ def _tidy(result: RunResult, workdir: Path) -> RunResult:
     return result
 
 
-def _targets(registry: Registry, entries: tuple[Entry, ...]) -> tuple[str, ...]:
-    """Suite roots (so unregistered tests are seen) plus entries outside them."""
+def _targets(registry: Registry, selection: Selection, strict: bool) -> tuple[str, ...]:
+    """What pytest is asked to collect. A whole level, or --strict: the suite roots (so
+    unregistered tests are seen) plus entries outside them. A narrowed selection (ids,
+    patterns, tiers, a change, a shard, a budget): only its entries' files, so that one
+    entry does not pay for collecting every suite."""
+    entries = selection.runnable
+    whole = {e.id for e in registry.tests if e.level in selection.levels and not e.pending}
+    if not strict and {e.id for e in entries} != whole:
+        return _files([e.file_part for e in entries])
     roots = [r for r in registry.suite_roots if (registry.root / r).is_dir()]
     outside = [e.file_part for e in entries if not any(_under(e.file_part, r) for r in roots)]
     return tuple(dict.fromkeys([*roots, *outside]))

@@ -64,3 +64,21 @@ def test_a_pattern_matches_a_parametrized_node_id_literally(project: Project) ->
         "one",
         ["tests/test_p.py::test_p[1]"],
     )
+
+
+def test_a_narrowed_run_collects_only_its_entries_files(project: Project) -> None:
+    """One entry does not pay for collecting every suite; a whole level (and --strict) still
+    collects the suite roots, where unregistered tests are found."""
+    marker = project.root / "b-was-imported"
+    project.write("tests/test_a.py", GREEN)
+    project.write("tests/test_b.py", f"open({str(marker)!r}, 'w').close()\n" + GREEN)
+    project.write("tests/test_loose.py", GREEN)
+    project.registry([entry("a", "tests/test_a.py"), entry("b", "tests/test_b.py")])
+    narrow = project.run("--id", "a", "--json", "run.json")
+    assert narrow.returncode == 0, narrow.stdout + narrow.stderr
+    assert not marker.exists() and project.report()["unregistered"] == []
+    strict = project.run("--id", "a", "--strict")
+    assert strict.returncode == 2 and "first: tests/test_loose.py" in strict.stderr
+    whole = project.run("--json", "run.json")
+    assert whole.returncode == 0 and marker.exists()
+    assert project.report()["unregistered"] == ["tests/test_loose.py::test_a"]
