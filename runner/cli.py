@@ -185,6 +185,8 @@ def cli() -> None:
     help="Where runs are recorded for `history`.",
 )
 @click.option("--no-history", is_flag=True, help="Do not record this run in the history.")
+@click.option("-v", "--verbose", is_flag=True, help="A live line for every pytest test.")
+@click.option("-q", "--quiet", is_flag=True, help="No live output; only the summary.")
 @click.option("--no-record-durations", is_flag=True, help="Do not update the durations file.")
 @click.option(
     "--mutation",
@@ -245,7 +247,14 @@ def _run_only(opts: dict[str, Any]) -> dict[str, Any]:
         "record_durations": not opts["no_record_durations"],
         "history_file": None if opts["no_history"] else opts["history_file"],
         "mutation": opts["mutation"],
+        "verbosity": _verbosity(opts),
     }
+
+
+def _verbosity(opts: dict[str, Any]) -> int:
+    if opts["verbose"] and opts["quiet"]:
+        raise UsageError("--verbose and --quiet contradict each other")
+    return 1 if opts["verbose"] else -1 if opts["quiet"] else 0
 
 
 def _report_paths(opts: dict[str, Any]) -> ReportPaths:

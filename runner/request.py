@@ -64,6 +64,7 @@ class RunRequest:
     record_durations: bool = True
     history_file: Path | None = DEFAULT_HISTORY  # None: the run is not recorded
     mutation: Path | None = None  # a `mutate --json` result, for MRR verified by mutation
+    verbosity: int = 0  # -1: no live output, 0: entries and failing tests, 1: every test
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,7 +36,7 @@ def run(registry: Registry, selection: Selection, request: RunRequest) -> int:
     plan = prepare(registry, selection, request)
     for note in plan.notes:
         print(note, flush=True)
-    progress = LazyProgress(registry)
+    progress = LazyProgress(registry, request.verbosity)
     try:
         result = _supervise(registry, plan.selection, request, progress)
     finally:
@@ -113,8 +113,8 @@ class LazyProgress:
     """The live display, built at the first event: rich loads while pytest starts up
     in the child, instead of before it (about 100 ms less on every run)."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    def __init__(self, registry: Registry, verbosity: int) -> None:
+        self.registry, self.verbosity = registry, verbosity
         self.display: Any = None
         self._console: Any = None
 
@@ -129,7 +129,8 @@ class LazyProgress:
         if self.display is None:
             from runner.reports.progress import Progress  # noqa: PLC0415
 
-            self.display = Progress(self.registry, self.console()).__enter__()
+            display = Progress(self.registry, self.console(), self.verbosity)
+            self.display = display.__enter__()
         self.display(event)
 
     def close(self) -> None:
@@ -139,8 +140,9 @@ class LazyProgress:
 
 def _announce(selection: Selection) -> None:
     runnable, pending = selection.runnable, selection.pending
+    count = f"{len(runnable)} entr{'y' if len(runnable) == 1 else 'ies'} to run"
     print(
-        f"unified-test-runner: level {selection.level!r}, {len(runnable)} tests to run"
+        f"unified-test-runner: level {selection.level!r}, {count}"
         + (f", {len(pending)} pending" if pending else ""),
         flush=True,
     )
