@@ -7,8 +7,6 @@ import importlib
 import os
 import socket
 
-from apex.service import serve
-
 SERVICES = {
     "auth": "apex.auth.app",
     "backend": "apex.backend.app",
@@ -22,11 +20,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("service", choices=sorted(SERVICES))
     parser.add_argument("--fd", type=int, required=True, help="inherited listening socket")
     args = parser.parse_args(argv)
-    with socket.socket(fileno=os.dup(args.fd)) as probe:
+    run_service(args.service, args.fd)
+
+
+def run_service(name: str, fd: int) -> None:
+    """Serve service `name` on the listening socket `fd` until it is stopped."""
+    from apex.service import serve  # noqa: PLC0415 - the launcher reads SERVICES only
+
+    with socket.socket(fileno=os.dup(fd)) as probe:
         host, port = probe.getsockname()[:2]
     os.environ["APEX_SELF_URL"] = f"http://{host}:{port}"  # what discovery advertises
-    module = importlib.import_module(SERVICES[args.service])
-    serve(module.create_app(), args.fd)
+    module = importlib.import_module(SERVICES[name])
+    serve(module.create_app(), fd)
 
 
 if __name__ == "__main__":

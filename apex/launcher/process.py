@@ -1,4 +1,7 @@
-"""One service process: started on an inherited socket, watched, restarted, stopped."""
+"""One service process: started on an inherited socket, watched, restarted, stopped.
+
+It is forked by the stack's fork server (apex.launcher.forkserver) when there is one that
+is alive, else started as a fresh interpreter (`python -m apex.serve`)."""
 
 from __future__ import annotations
 
@@ -10,10 +13,23 @@ import subprocess
 import sys
 from collections import deque
 from pathlib import Path
+from typing import Protocol
 
+from apex.launcher.forkserver import ForkServer
 from apex.launcher.lifeline import die_with_parent
 
 STOP_GRACE = 3.0
+
+
+class Running(Protocol):
+    """What a started service is to the launcher: a Popen, or a forked service."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
 
 
 class ServiceProcess:
@@ -22,11 +38,16 @@ class ServiceProcess:
         self.port = int(sock.getsockname()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = logdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Running | None = None
         self.restarts = 0
+        self.server: ForkServer | None = None
+        self.others: list[int] = []  # the other services' sockets: a fork closes them
 
     def start(self) -> None:
         fd = self.sock.fileno()
+        if self.server is not None and self.server.alive():
+            self.proc = self.server.spawn(self.name, fd, self.others, self.log_path)
+            return
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "apex.serve", self.name, "--fd", str(fd)],

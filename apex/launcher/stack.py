@@ -17,6 +17,7 @@ import httpx
 
 from apex.client import Endpoints
 from apex.launcher.errors import LaunchError
+from apex.launcher.forkserver import ForkServer
 from apex.launcher.ports import listening_socket
 from apex.launcher.process import ServiceProcess
 from apex.launcher.redis_server import RedisServer, find_redis_server, wait_for_redis
@@ -56,6 +57,7 @@ class Stack:
         self.redis: RedisServer | None = None
         self.redis_url = self.config.redis_url or ""
         self.services: dict[str, ServiceProcess] = {}
+        self.forkserver: ForkServer | None = None
         self.demo: tuple[str, str] = ("", "")
         self.env: dict[str, str] = {}
         self.started_in = 0.0
@@ -97,9 +99,13 @@ class Stack:
         sockets = self._bind_all()
         self.services = {n: ServiceProcess(n, sockets[n], {}, self.workdir) for n in ORDER}
         env = self._service_env()
+        fds = [s.fileno() for s in sockets.values()]
+        self.forkserver = ForkServer(fds, env, self.workdir / "forkserver.log")
         for name in ORDER:  # dependency order; each waits for its dependencies' readiness
-            self.services[name].env = env
-            self.services[name].start()
+            svc = self.services[name]
+            svc.env, svc.server = env, self.forkserver
+            svc.others = [fd for fd in fds if fd != svc.sock.fileno()]
+            svc.start()
 
     def _bind_all(self) -> dict[str, socket.socket]:
         sockets: dict[str, socket.socket] = {}
@@ -210,6 +216,8 @@ class Stack:
         for svc in running:
             svc.reap()
             svc.sock.close()
+        if self.forkserver is not None:
+            self.forkserver.close()
         if self.redis is not None:
             self.redis.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)

@@ -121,7 +121,7 @@ def test_generated_demo_credentials_are_private_and_sigterm_cleans_up() -> None:
 def test_killing_the_launcher_outright_takes_every_child_down() -> None:
     with Launcher({"APEX_DEMO_PASSWORD": "a-long-dev-password"}) as launcher:
         urls, _, _ = launcher.contract()
-        children = psutil.Process(launcher.proc.pid).children()
+        children = psutil.Process(launcher.proc.pid).children(recursive=True)
         launcher.proc.kill()  # SIGKILL: no handler runs, only the kernel can help
         launcher.proc.wait(timeout=5)
     try:

@@ -84,8 +84,8 @@ def test_services_die_with_a_launcher_killed_outright() -> None:
         text=True,
     ) as proc:
         lines = _read_until_ready(proc)
-        children = _children(proc.pid)
-        assert len(children) >= 5  # redis and the four services
+        children = _descendants(proc.pid)
+        assert len(children) >= 6  # redis, the fork server and the four services
         proc.kill()
         proc.wait(timeout=10)
         deadline = time.monotonic() + 10
@@ -100,6 +100,35 @@ def _children(pid: int) -> list[int]:
     for task in tasks.iterdir():
         found += [int(c) for c in (task / "children").read_text().split()]
     return found
+
+
+def _descendants(pid: int) -> list[int]:
+    found = _children(pid)
+    for child in list(found):
+        found += _descendants(child)
+    return found
+
+
+def test_services_are_forked_from_one_preloaded_server(stack: Stack) -> None:
+    """One interpreter imports the services; each service is a fork of it, in a session
+    of its own (so a signal to one service's group reaches no other)."""
+    assert stack.forkserver is not None and stack.forkserver.alive()
+    server = stack.forkserver.proc.pid
+    for name, svc in stack.services.items():
+        assert svc.pid is not None and svc.pid in _children(server), name
+        assert os.getsid(svc.pid) == svc.pid, name
+
+
+def test_a_service_is_restarted_afresh_when_the_fork_server_is_gone() -> None:
+    with Stack(StackConfig(env={"APEX_FAULT_INJECTION": "1"})) as stack:
+        assert stack.forkserver is not None
+        gateway = stack.services["gateway"]
+        old = gateway.pid
+        assert old is not None
+        stack.forkserver.proc.kill()  # its children follow it (PR_SET_PDEATHSIG)
+        assert stack.wait_restarted("gateway", old), "the gateway was not restarted"
+        assert gateway.pid not in _children(stack.forkserver.proc.pid)
+        assert httpx.get(f"{gateway.url}/health/ready").status_code == 200
 
 
 def _running(pid: int) -> bool:
