@@ -17,6 +17,18 @@ class GateVerdict:
     failures: tuple[str, ...] = ()
 
 
+def _percent_failure(minimum: float, summary: Summary) -> list[str]:
+    coverage = summary.total.coverage
+    if coverage is None:
+        return ["no MRR is registered: no share of it can be protected"]
+    if coverage >= minimum:
+        return []
+    return [
+        f"protected MRR is {coverage:.1f}% of registered, below {minimum:g}% "
+        f"(short by {money(_short_by_percent(minimum, summary))})"
+    ]
+
+
 def evaluate_gate(
     gate: Gate, registry: Registry, results: Iterable[EntryResult], summary: Summary
 ) -> GateVerdict:
@@ -24,12 +36,8 @@ def evaluate_gate(
     results = list(results)
     failures = [*_tier_failures(gate, registry, results), *_all_failures(gate, results)]
     total = summary.total
-    if gate.min_protected_percent is not None and total.coverage < gate.min_protected_percent:
-        failures.append(
-            f"protected MRR is {total.coverage:.1f}% of registered, below "
-            f"{gate.min_protected_percent:g}% (short by "
-            f"{money(_short_by_percent(gate.min_protected_percent, summary))})"
-        )
+    if gate.min_protected_percent is not None:
+        failures += _percent_failure(gate.min_protected_percent, summary)
     if gate.min_protected_mrr is not None and total.protected < gate.min_protected_mrr:
         failures.append(
             f"protected MRR is {money(total.protected)}, below "
@@ -54,7 +62,7 @@ def _tier_failures(gate: Gate, registry: Registry, results: list[EntryResult]) -
         if bad:
             mrr = sum(registry.by_id[r.entry_id].mrr for r in bad)
             out.append(
-                f"tier {tier}: {len(bad)} selected tests did not pass ({money(mrr)} MRR): "
+                f"tier {tier}: {len(bad)} selected entries did not pass ({money(mrr)} MRR): "
                 + ", ".join(f"{r.entry_id} ({r.status})" for r in bad[:5])
             )
     return out
@@ -63,5 +71,5 @@ def _tier_failures(gate: Gate, registry: Registry, results: list[EntryResult]) -
 def _all_failures(gate: Gate, results: list[EntryResult]) -> list[str]:
     bad = [r for r in results if r.status not in PROTECTING]
     if gate.require_all and bad:
-        return [f"require_all: {len(bad)} of {len(results)} selected tests did not pass"]
+        return [f"require_all: {len(bad)} of {len(results)} selected entries did not pass"]
     return []

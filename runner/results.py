@@ -231,4 +231,4 @@ def _shortfall(tests: tuple[TestResult, ...]) -> str:
     if not parts:
         return ""
     unverified = sum(counts.values())
-    return f"{unverified} of {len(tests)} tests did not verify anything: " + ", ".join(parts)
+    return f"{unverified} of {len(tests)} pytest tests did not verify anything: " + ", ".join(parts)

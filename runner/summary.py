@@ -29,9 +29,14 @@ class TierSummary:
         return self.registered_mrr - self.protected - self.at_risk
 
     @property
-    def coverage(self) -> float:
-        """Protected MRR as a percentage of registered MRR (100 when nothing is registered)."""
-        return 100.0 * self.protected / self.registered_mrr if self.registered_mrr else 100.0
+    def coverage(self) -> float | None:
+        """Protected MRR as a percentage of registered MRR; None (not applicable) when no
+        MRR is registered: $0 of $0 is not 100% protected."""
+        return 100.0 * self.protected / self.registered_mrr if self.registered_mrr else None
+
+    @property
+    def coverage_text(self) -> str:
+        return "n/a" if self.coverage is None else f"{self.coverage:.1f}%"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +84,11 @@ def _owners(
         if entry.id in by_id and by_id[entry.id].status in FAILING:
             risk[entry.owner] = risk.get(entry.owner, 0.0) + entry.mrr
     return tuple(sorted(risk.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def entries(count: int) -> str:
+    """'1 entry', '3 entries': registry entries, never to be read as pytest tests."""
+    return f"{count} entr{'y' if count == 1 else 'ies'}"
 
 
 def money(amount: float) -> str:

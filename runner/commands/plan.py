@@ -98,7 +98,7 @@ def _plan_row(e: Entry, seconds: float | None) -> tuple[str, ...]:
 
 def _plan_total(plan: dict[str, Any]) -> str:
     return (
-        f"{plan['runnable']} of {plan['selected']} selected tests would run "
+        f"{plan['runnable']} of {plan['selected']} selected entries would run "
         f"({plan['pending']} pending), protecting up to {money(plan['runnable_mrr'])} of "
         f"{money(plan['registered_mrr'])} registered MRR; level {plan['level']!r}, "
         f"expected {plan['expected_s']:.1f} s, timeout {plan['timeout_s']:g} s"

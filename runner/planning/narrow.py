@@ -12,7 +12,7 @@ from runner.registry import environments
 from runner.request import Narrowing, RunRequest
 from runner.results import EntryResult, RunContext, Status
 from runner.select import Selection
-from runner.summary import money
+from runner.summary import entries, money
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,7 +79,7 @@ def _shard(current: Narrowed, expected: dict[str, float], spec: tuple[int, int])
         selection=tuple(e.id for e in current.selection.entries),
     )
     note = (
-        f"shard {index}/{total}: {len(bins[index - 1])} of {len(runnable)} tests, "
+        f"shard {index}/{total}: {len(bins[index - 1])} of {entries(len(runnable))}, "
         f"about {seconds:.1f} s"
     )
     return replace(
@@ -112,8 +112,8 @@ def _budget(current: Narrowed, expected: dict[str, float], seconds: float) -> Na
     )
     keep = chosen + list(current.selection.pending)
     note = (
-        f"--budget {seconds:g} s: running {len(chosen)} tests; left out {len(out)} "
-        f"tests, {money(sum(e.mrr for e in out))} MRR unverified"
+        f"--budget {seconds:g} s: running {entries(len(chosen))}; left out "
+        f"{entries(len(out))}, {money(sum(e.mrr for e in out))} MRR unverified"
     )
     return replace(
         current,
@@ -153,10 +153,11 @@ def _change_note(
 ) -> str:
     note = (
         f"--changed {change.ref}: {len(change.files)} changed files; this change touches "
-        f"{money(sum(e.mrr for e in touched))} MRR across {len(touched)} tests"
+        f"{money(sum(e.mrr for e in touched))} MRR across {entries(len(touched))}"
     )
     if always:
         note += (
-            f"; {len(always)} tests without covers always run ({money(sum(e.mrr for e in always))})"
+            f"; {entries(len(always))} without covers always run "
+            f"({money(sum(e.mrr for e in always))})"
         )
-    return note + f"; {len(out)} tests not affected"
+    return note + f"; {entries(len(out))} not affected"

@@ -77,7 +77,7 @@ def render_summary(console: Console, outcome: Outcome) -> None:
 def _test_counts(outcome: Outcome) -> str:
     """The plain closing line CI log readers look for: pytest tests, not entries."""
     counts = test_counts(outcome.run.entries)
-    return "tests: " + ", ".join(f"{n} {label}" for label, n in counts.items())
+    return "pytest tests: " + ", ".join(f"{n} {label}" for label, n in counts.items())
 
 
 def _table(outcome: Outcome) -> Table:
@@ -140,7 +140,7 @@ def _verdict(console: Console, outcome: Outcome) -> None:
     console.print(
         Text(
             f"{label}: {money(total.protected)} of {money(total.registered_mrr)} MRR protected "
-            f"({total.coverage:.1f}%), {money(total.at_risk)} at risk, {money(total.unverified)} "
+            f"({total.coverage_text}), {money(total.at_risk)} at risk, {money(total.unverified)} "
             f"unverified, in {outcome.run.duration:.2f} s (exit {outcome.exit_code})",
             style=style,
         )

@@ -61,7 +61,7 @@ def _head(outcome: Outcome) -> list[str]:
         + (f", environment {escape(outcome.environment)}" if outcome.environment else "")
         + "</h1>",
         f'<p class="verdict {klass}">{money(total.protected)} of '
-        f"{money(total.registered_mrr)} MRR protected ({total.coverage:.1f}%), "
+        f"{money(total.registered_mrr)} MRR protected ({total.coverage_text}), "
         f"{money(total.at_risk)} at risk, {money(total.unverified)} unverified — exit "
         f"{outcome.exit_code}, {outcome.run.duration:.1f} s, started "
         f"{escape(outcome.run.started_at)}</p>",

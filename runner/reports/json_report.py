@@ -125,7 +125,7 @@ def _tier(row: TierSummary, number: int | None) -> dict[str, Any]:
         "protected_mrr": row.protected,
         "at_risk_mrr": row.at_risk,
         "unverified_mrr": row.unverified,
-        "coverage_percent": round(row.coverage, 2),
+        "coverage_percent": None if row.coverage is None else round(row.coverage, 2),
     }
 
 

@@ -33,7 +33,7 @@ def render_markdown(outcome: Outcome) -> str:
     lines = [
         f"## {_ICON.get(outcome.exit_code, STOPPED)} Revenue protection: "
         f"{money(total.protected)} of {money(total.registered_mrr)} MRR protected "
-        f"({total.coverage:.1f}%)",
+        f"({total.coverage_text})",
         "",
         f"Level `{outcome.run.level}` · exit code {outcome.exit_code} · "
         f"{outcome.run.duration:.1f} s"

@@ -11,7 +11,7 @@ from runner.verdict import Outcome, Reason
 
 TIER_COLUMNS = (
     "Tier",
-    "Tests",
+    "Entries",
     "Passed",
     "Failed",
     "Skipped",
@@ -35,7 +35,7 @@ def tier_cells(row: TierSummary) -> list[str]:
         money(row.protected),
         money(row.at_risk),
         money(row.unverified),
-        f"{row.coverage:.1f}%",
+        row.coverage_text,
     ]
 
 

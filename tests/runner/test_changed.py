@@ -67,7 +67,7 @@ def test_a_committed_change_selects_what_covers_it(repo: Project) -> None:
     }
     proc = repo.run("--changed", "main", "--json", "run.json", "--no-history")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "this change touches $5,000 MRR across 1 tests" in proc.stdout
+    assert "this change touches $5,000 MRR across 1 entry" in proc.stdout
     assert {t["id"] for t in repo.report()["tests"]} == {"billing", "smoke"}
 
 
@@ -88,7 +88,7 @@ def test_a_change_that_touches_nothing_runs_only_what_has_no_covers(repo: Projec
     _git(repo, "commit", "-q", "-am", "registry")
     proc = repo.run("--changed", "main", "--json", "run.json", "--no-history")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "touches $0 MRR across 0 tests" in proc.stdout
+    assert "touches $0 MRR across 0 entries" in proc.stdout
     assert repo.report()["tests"] == []
 
 

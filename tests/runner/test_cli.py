@@ -45,7 +45,7 @@ def test_failed_run_reports_money_statuses_and_exit_1(mixed: Project) -> None:
         in proc.stdout
     )
     assert "$12,000 of $40,000 MRR protected" in proc.stdout
-    assert proc.stdout.splitlines()[-1] == "tests: 3 passed, 1 failed, 1 skipped, 0 not run"
+    assert proc.stdout.splitlines()[-1] == "pytest tests: 3 passed, 1 failed, 1 skipped, 0 not run"
     report = mixed.report()
     statuses = {t["id"]: t["status"] for t in report["tests"]}
     assert statuses == {"checkout": "failed", "catalog": "passed", "later": "pending"}
@@ -71,7 +71,7 @@ def test_list_prints_plan_without_running(mixed: Project) -> None:
     assert proc.returncode == 0
     assert "checkout" in proc.stdout
     assert "pending" in proc.stdout
-    assert "2 of 3 selected tests would run (1 pending)" in proc.stdout
+    assert "2 of 3 selected entries would run (1 pending)" in proc.stdout
     assert "collected" not in proc.stdout
 
 

@@ -51,7 +51,7 @@ def test_a_partial_skip_is_partial_unless_the_registry_allows_skips() -> None:
     tests = (_t(Status.PASSED), _t(Status.SKIPPED, 1), _t(Status.XFAILED, 2))
     result = rollup("e", tests)
     assert result.status is Status.PARTIAL
-    assert result.note == "2 of 3 tests did not verify anything: 1 skipped, 1 xfailed"
+    assert result.note == "2 of 3 pytest tests did not verify anything: 1 skipped, 1 xfailed"
     allowed = rollup("e", tests, allow_skips=True)
     assert allowed.status is Status.PASSED and "allows skips" in allowed.note
     deselected = rollup("e", (_t(Status.PASSED), _t(Status.DESELECTED, 1)), allow_skips=True)
