@@ -23,6 +23,7 @@ from runner.reports.tables import (
     printable,
     reasons_shown,
     tier_rows,
+    unregistered_lines,
 )
 from runner.results import Status
 from runner.summary import money, test_counts
@@ -118,8 +119,8 @@ def _notes(console: Console, outcome: Outcome) -> None:
         console.print(Text(printable(f"run broken: {broken}"), style="bold red"), soft_wrap=True)
     for warning in outcome.run.warnings:
         console.print(Text(printable(f"warning: {warning}"), style="yellow"))
-    for nodeid in outcome.run.unregistered[:10]:
-        console.print(Text(printable(f"  unregistered: {nodeid}"), style="yellow"))
+    for line in unregistered_lines(outcome.run.unregistered):
+        console.print(Text(printable(f"  unregistered: {line}"), style="yellow"))
     for reason in reasons_shown(outcome, besides=(ExitCode.RUN_BROKEN,)):  # shown above
         console.print(Text(printable(f"why: {reason.text}"), style="yellow"), soft_wrap=True)
 

@@ -62,6 +62,21 @@ def reasons_shown(outcome: Outcome, *, besides: tuple[int, ...] = ()) -> list[Re
 _CONTROLS = {c: "\ufffd" for c in (*range(0x09), *range(0x0B, 0x20), 0x7F)}
 
 
+def unregistered_lines(nodeids: tuple[str, ...], shown: int = 10) -> list[str]:
+    """Unregistered pytest tests counted per file, the files with the most first: twenty
+    parameters of one function say less than the file they are in."""
+    per_file: dict[str, int] = {}
+    for nodeid in nodeids:
+        path = nodeid.split("::", 1)[0]
+        per_file[path] = per_file.get(path, 0) + 1
+    ranked = sorted(per_file.items(), key=lambda item: (-item[1], item[0]))
+    lines = [f"{path} ({n} pytest test{'s' if n != 1 else ''})" for path, n in ranked[:shown]]
+    if len(ranked) > shown:
+        rest = sum(n for _, n in ranked[shown:])
+        lines.append(f"... and {len(ranked) - shown} more files ({rest} pytest tests)")
+    return lines
+
+
 def printable(text: str) -> str:
     """`text` with its control characters shown as U+FFFD."""
     return text.translate(_CONTROLS)

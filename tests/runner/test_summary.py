@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from runner.reports.tables import unregistered_lines
 from runner.results import EntryResult, Status
 from runner.summary import money, summarize
 from tests.runner.helpers import make_entry, make_registry
@@ -54,3 +55,18 @@ def test_money_format() -> None:
     assert money(177_000.0) == "$177,000"
     assert money(500.5) == "$500.50"
     assert money(-20) == "-$20"
+
+
+def test_unregistered_tests_are_counted_per_file() -> None:
+    nodeids = (
+        *(f"tests/test_p.py::test_p[{i}]" for i in range(20)),
+        "tests/test_q.py::test_a",
+        "tests/test_q.py::test_b",
+        "tests/test_r.py::test_a",
+    )
+    assert unregistered_lines(nodeids) == [
+        "tests/test_p.py (20 pytest tests)",
+        "tests/test_q.py (2 pytest tests)",
+        "tests/test_r.py (1 pytest test)",
+    ]
+    assert unregistered_lines(nodeids, shown=1)[1] == "... and 2 more files (3 pytest tests)"
