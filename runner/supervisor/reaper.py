@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,6 +25,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 LEFTOVER_GRACE = 2.0
 KILL_ROUNDS = 20
+QUIET_ROUNDS = 2  # scans in a row that find nothing: one can miss a process mid-fork
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -64,6 +67,7 @@ class Leftovers:
         self.me = psutil.Process()
         self.before = {p.pid for p in self._children(self.me)}
         self.seen: dict[int, psutil.Process] = {}
+        self.groups: set[int] = set()  # the process groups of what was seen, but ours
 
     @staticmethod
     def _children(proc: psutil.Process, recursive: bool = False) -> list[psutil.Process]:
@@ -80,43 +84,74 @@ class Leftovers:
 
         with contextlib.suppress(psutil.Error):
             for proc in self._children(psutil.Process(pid), recursive=True):
-                self.seen.setdefault(proc.pid, proc)
+                self._note(proc)
+
+    def _note(self, proc: psutil.Process) -> None:
+        self.seen.setdefault(proc.pid, proc)
+        with contextlib.suppress(OSError):
+            self.groups.add(os.getpgid(proc.pid))
+        self.groups.discard(os.getpgrp())
 
     def stop(self, child_pid: int) -> int:
         """Stop what is left of the run: SIGTERM and a grace period, then SIGKILL round after
-        round until nothing new turns up (a process may fork a successor when it is told
-        to stop, or keep forking); returns how many processes were still alive."""
+        round, to each process and to its process group, until two rounds in a row find
+        nothing (a process may fork a successor when it is told to stop, or keep forking:
+        a scan can miss one mid-fork, its group's signal cannot); returns how many
+        processes were still alive."""
         import psutil  # noqa: PLC0415
 
         alive = self._left(child_pid)
-        for proc in alive:
-            with contextlib.suppress(psutil.Error):
-                proc.terminate()
+        self._signal(alive, signal.SIGTERM)
         psutil.wait_procs(alive, timeout=LEFTOVER_GRACE)
+        quiet = 0
         for _ in range(KILL_ROUNDS):
             stubborn = self._left(child_pid)
-            if not stubborn:
+            busy = stubborn or any(_group_alive(g) for g in self.groups)
+            quiet = 0 if busy else quiet + 1
+            if quiet == QUIET_ROUNDS:
                 break
-            for proc in stubborn:
-                with contextlib.suppress(psutil.Error):
-                    proc.kill()
-            psutil.wait_procs(stubborn, timeout=0.5)
-        psutil.wait_procs(self._adopted(child_pid), timeout=0)  # reap the adopted ones that ended
+            self._signal(stubborn, signal.SIGKILL)
+            psutil.wait_procs(stubborn, timeout=0.5) if stubborn else time.sleep(0.01)
         return len(alive)
+
+    def _signal(self, procs: list[psutil.Process], sig: signal.Signals) -> None:
+        """`sig` to each process and to every group seen (never our own)."""
+        import psutil  # noqa: PLC0415
+
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
+        for group in self.groups:
+            with contextlib.suppress(OSError):
+                os.killpg(group, sig)
 
     def _left(self, child_pid: int) -> list[psutil.Process]:
         """Every process of the run still alive: what was seen below the child, and the
         orphans that came back to us, with everything below them."""
+        import psutil  # noqa: PLC0415
+
         self.follow(child_pid)
-        for proc in self._adopted(child_pid):
-            self.seen.setdefault(proc.pid, proc)
+        adopted = self._adopted(child_pid)
+        psutil.wait_procs(adopted, timeout=0)  # reap the adopted ones that ended
+        for proc in adopted:
+            self._note(proc)
             for below in self._children(proc, recursive=True):
-                self.seen.setdefault(below.pid, below)
+                self._note(below)
         return [p for pid, p in self.seen.items() if pid != child_pid and _alive(p)]
 
     def _adopted(self, child_pid: int) -> list[psutil.Process]:
         """Our children that were not there before the child started, but the child itself."""
         return [p for p in self._children(self.me) if p.pid not in {*self.before, child_pid}]
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _alive(proc: psutil.Process) -> bool:

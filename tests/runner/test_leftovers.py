@@ -70,9 +70,8 @@ def test_a_stop_signal_during_a_test_keeps_the_report(
     project.write("tests/test_slow.py", SLOW)
     project.registry([entry("slow", "tests/test_slow.py")])
     proc = _start(project, "--json", "run.json")
-    events = project.scratch
     _wait_for(
-        lambda: any('test_slow"' in p.read_text() for p in events.glob("utr-*/events-1.jsonl")),
+        lambda: any('test_slow"' in p.read_text() for p in project.events_files()),
         "test_slow started",
     )
     proc.send_signal(sig)
@@ -239,11 +238,38 @@ def test_pytest_does_not_outlive_a_runner_killed_outright(project: Project) -> N
     project.write("tests/test_slow.py", SLOW)
     project.registry([entry("slow", "tests/test_slow.py")])
     proc = _start(project, "--json", "run.json")
-    events = project.scratch
     _wait_for(
-        lambda: any("test_slow" in p.read_text() for p in events.glob("utr-*/events-1.jsonl")),
+        lambda: any("test_slow" in p.read_text() for p in project.events_files()),
         "test_slow started",
     )
     proc.kill()
     proc.communicate(timeout=30)
     _wait_for(lambda: _marked(marker) == [], "pytest went with the runner", 15)
+
+
+LEAVES_FILES = """
+import tempfile
+
+def test_leaves_a_directory():
+    made = tempfile.mkdtemp(prefix="left-behind-")
+    open(made + "/data", "w").close()
+    assert False, made
+"""
+
+
+def test_temporary_files_go_with_the_run_and_logs_are_bounded(project: Project) -> None:
+    """The tests' TMPDIR is the run's own and goes with it; a failed run's pytest output
+    stays under .runner/logs/, the newest twenty runs of it."""
+    project.write("tests/test_files.py", LEAVES_FILES)
+    project.registry([entry("files", "tests/test_files.py")])
+    logs = project.root / ".runner" / "logs"
+    for n in range(22):
+        (logs / f"20000101-000000-old{n:02}").mkdir(parents=True)
+    proc = project.run("--json", "run.json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    made = project.report()["tests"][0]["tests"][0]["message"].split("AssertionError: ")[1]
+    assert "left-behind-" in made and not Path(made).exists()
+    log = Path(project.report()["run"]["log_file"])
+    assert log.parent.parent == logs and "test_leaves_a_directory" in log.read_text()
+    kept = sorted(p.name for p in logs.iterdir())
+    assert len(kept) == 20 and kept[-1] == log.parent.name and "old00" not in kept[0]
