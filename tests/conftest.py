@@ -76,6 +76,10 @@ class Project:
         """The runner's temporary directory: kept logs are removed along with tmp_path."""
         return self.root.with_name(self.root.name + "-tmp")
 
+    def events_files(self) -> list[Path]:
+        """The first child's events of every run so far (their working directories)."""
+        return list((self.root / ".runner" / "logs").glob("*/events-1.jsonl"))
+
     def report(self, name: str = "run.json") -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.root / name).read_text(encoding="utf-8"))
         return data

@@ -72,6 +72,7 @@ def prewarmed() -> int:
     _redirect(message["log"])
     os.environ.clear()
     os.environ.update(message["env"])
+    tempfile.tempdir = None  # gettempdir() read TMPDIR before the run's was known
     sys.argv = ["pytest", *message["args"]]
     return int(pytest.console_main())
 

@@ -8,8 +8,6 @@ a new child (never the crasher again), up to `max_restarts` times.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -23,6 +21,7 @@ from runner.errors import RegistryError
 from runner.model import Entry, Registry
 from runner.results import FAILING, ChildRun, EntryResult, RunResult, Status, TestResult
 from runner.select import Selection, level_timeout
+from runner.supervisor import workdir as workdirs
 from runner.supervisor.entries import RunFacts, entry_results
 from runner.supervisor.events import EventLog, Interruption
 from runner.supervisor.process import ChildExit, ChildSpec, run_child
@@ -70,7 +69,7 @@ def run_selection(
     on_event: EventHandler | None = None,
 ) -> RunResult:
     """Execute the runnable part of `selection`; pending entries stay pending."""
-    workdir = Path(tempfile.mkdtemp(prefix="utr-"))
+    workdir, tmpdir = workdirs.make_workdir(registry.root), workdirs.make_tmpdir()
     timeout = options.timeout or level_timeout(registry, selection.level)
     run = _Run(
         registry=registry,
@@ -78,14 +77,17 @@ def run_selection(
         options=options,
         on_event=on_event,
         workdir=workdir,
+        tmpdir=tmpdir,
         deadline=time.monotonic() + timeout,
         timeout=timeout,
     )
     try:
         result = _run_children(run)
     except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
+        workdirs.remove(workdir)
         raise
+    finally:
+        workdirs.remove(tmpdir)
     return _tidy(result, workdir)
 
 
@@ -147,15 +149,9 @@ def _tidy(result: RunResult, workdir: Path) -> RunResult:
         or any(e.status in FAILING for e in result.entries)
     )
     if not troubled:
-        shutil.rmtree(workdir, ignore_errors=True)
+        workdirs.remove(workdir)
         return replace(result, log_file="")
-    if not workdir.is_dir():
-        return result  # a test removed it, and pytest's output with it
-    for path in workdir.iterdir():  # a test may have left anything here, directories too
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.suffix != ".log":
-            path.unlink(missing_ok=True)
+    workdirs.keep_logs_only(workdir)
     return result
 
 
@@ -189,6 +185,7 @@ class _Run:
     selection: Selection
     options: RunOptions
     workdir: Path
+    tmpdir: Path  # the pytest processes' TMPDIR
     on_event: EventHandler | None
     deadline: float
     timeout: float
@@ -203,7 +200,8 @@ class _Run:
         number = len(self.children) + 1
         log = EventLog()
         handle = self._handler(log, attempt)
-        self.workdir.mkdir(parents=True, exist_ok=True)  # a test may have removed it
+        for made in (self.workdir, self.tmpdir):  # a test may have removed either
+            made.mkdir(parents=True, exist_ok=True)
         exit_ = run_child(self._spec(targets, only, purpose, number), handle, log.done)
         if number == 1:
             _raise_registry_problems(self.registry, log)
@@ -242,7 +240,7 @@ class _Run:
             targets=targets,
             timeout=max(self.left(), 0.0),
             grace=self.options.grace,
-            env=self.options.env,
+            env=(("TMPDIR", str(self.tmpdir)), *self.options.env),  # a profile's may win
             extra_args=("--continue-on-collection-errors", *xdist, *self.options.extra_args),
             spec_file=self._write_spec(only, number),
             events_file=self.workdir / f"events-{number}.jsonl",

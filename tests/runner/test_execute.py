@@ -140,7 +140,7 @@ def _wait_for_running(proc: subprocess.Popen[str], root: Path) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert proc.poll() is None
-        found = list(root.with_name(root.name + "-tmp").glob("utr-*/events-1.jsonl"))
+        found = list((root / ".runner" / "logs").glob("*/events-1.jsonl"))
         if any(
             "test_slow.py::test_slow" in p.read_text()
             and str(root) in (p.parent / "selection-1.json").read_text()
