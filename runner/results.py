@@ -159,6 +159,7 @@ class RunResult:
     timeout: float = 0.0
     log_file: str = ""
     context: RunContext = field(default_factory=RunContext)
+    shard_durations: tuple[float, ...] = ()  # a merged run: each shard's wall time
 
     @property
     def interrupted(self) -> bool:

@@ -58,6 +58,7 @@ def merge_runs(registry: Registry, runs: list[RunResult], allow_missing: bool) -
         merged,
         entries=(*latest.values(), *_absent(absent, missing, allow_missing)),
         duration=max((r.duration for r in runs), default=0.0),
+        shard_durations=tuple(r.duration for r in runs),
         problems=(*merged.problems, *problems),
         warnings=(*merged.warnings, *warnings),
     )

@@ -23,6 +23,7 @@ from runner.reports.tables import (
     printable,
     reasons_shown,
     tier_rows,
+    took,
     unregistered_lines,
 )
 from runner.results import Status
@@ -142,7 +143,7 @@ def _verdict(console: Console, outcome: Outcome) -> None:
         Text(
             f"{label}: {money(total.protected)} of {money(total.registered_mrr)} MRR protected "
             f"({total.coverage_text}), {money(total.at_risk)} at risk, {money(total.unverified)} "
-            f"unverified, in {outcome.run.duration:.2f} s (exit {outcome.exit_code})",
+            f"unverified, in {took(outcome)} (exit {outcome.exit_code})",
             style=style,
         )
     )

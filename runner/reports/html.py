@@ -6,7 +6,14 @@ from html import escape
 
 from runner.errors import ExitCode
 from runner.model import Entry
-from runner.reports.tables import TIER_COLUMNS, attention, mutation_line, reasons_shown, tier_rows
+from runner.reports.tables import (
+    TIER_COLUMNS,
+    attention,
+    mutation_line,
+    reasons_shown,
+    tier_rows,
+    took,
+)
 from runner.results import FAILING, EntryResult, Status
 from runner.summary import TierSummary, money
 from runner.verdict import Outcome
@@ -63,7 +70,7 @@ def _head(outcome: Outcome) -> list[str]:
         f'<p class="verdict {klass}">{money(total.protected)} of '
         f"{money(total.registered_mrr)} MRR protected ({total.coverage_text}), "
         f"{money(total.at_risk)} at risk, {money(total.unverified)} unverified — exit "
-        f"{outcome.exit_code}, {outcome.run.duration:.1f} s, started "
+        f"{outcome.exit_code}, {escape(took(outcome, 1))}, started "
         f"{escape(outcome.run.started_at)}</p>",
         *(f"<p>{escape(line)}</p>" for line in (mutation_line(outcome),) if line),
     ]

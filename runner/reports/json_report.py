@@ -45,6 +45,7 @@ def _run_meta(outcome: Outcome) -> dict[str, Any]:
     return {
         "started_at": run.started_at,
         "duration_s": run.duration,
+        **({"shard_durations_s": list(run.shard_durations)} if run.shard_durations else {}),
         "level": run.level,
         "registry": str(outcome.registry.path),
         "root": str(outcome.registry.root),

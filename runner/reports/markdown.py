@@ -13,6 +13,7 @@ from runner.reports.tables import (
     printable,
     reasons_shown,
     tier_rows,
+    took,
 )
 from runner.results import EntryResult, Status
 from runner.summary import money
@@ -36,7 +37,7 @@ def render_markdown(outcome: Outcome) -> str:
         f"({total.coverage_text})",
         "",
         f"Level `{outcome.run.level}` · exit code {outcome.exit_code} · "
-        f"{outcome.run.duration:.1f} s"
+        f"{took(outcome, 1)}"
         + (f" · environment `{outcome.environment}`" if outcome.environment else ""),
         "",
         "| " + " | ".join(TIER_COLUMNS) + " |",

@@ -67,6 +67,7 @@ def run_from_report(data: dict[str, Any]) -> RunResult:
         timeout=_seconds(meta["timeout_s"]),
         log_file=str(meta["log_file"]),
         context=_context(meta),
+        shard_durations=tuple(_seconds(s) for s in meta.get("shard_durations_s", ())),
     )
 
 

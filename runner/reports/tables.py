@@ -82,6 +82,17 @@ def printable(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
+def took(outcome: Outcome, digits: int = 2) -> str:
+    """How long the run took, wall clock; for merged shards, the slowest shard's time (what
+    the pipeline waited) and the shards' total apart."""
+    run = outcome.run
+    text = f"{run.duration:.{digits}f} s"
+    if len(run.shard_durations) > 1:
+        total = sum(run.shard_durations)
+        text += f" (the slowest of {len(run.shard_durations)} shards; {total:.{digits}f} s in all)"
+    return text
+
+
 def mutation_line(outcome: Outcome) -> str | None:
     """ "MRR verified by mutation", when the run was given a mutation result: each entry's
     MRR times the share of its mutants its tests kill."""

@@ -61,6 +61,12 @@ def test_shards_merge_and_a_missing_shard_is_unverified(shop: Project) -> None:
     merged = shop.run("merge", "s1.json", "s2.json", "--gate", "release", "--json", "m.json")
     assert merged.returncode == 0, merged.stdout
     assert shop.report("m.json")["total"]["protected_mrr"] == 100_000
+    walls = [shop.report(f"s{k}.json")["run"]["duration_s"] for k in (1, 2)]
+    run = shop.report("m.json")["run"]
+    assert (run["duration_s"], run["shard_durations_s"]) == (max(walls), walls)
+    assert f"in {max(walls):.2f} s (the slowest of 2 shards; {sum(walls):.2f} s in all)" in (
+        merged.stdout
+    )
     partial = shop.run("merge", "s1.json", "--gate", "release", "--json", "p.json")
     assert partial.returncode == 5  # a missing shard is no pass
     report = shop.report("p.json")
@@ -82,7 +88,7 @@ def test_budget_and_plan_json(shop: Project) -> None:
     assert [t["id"] for t in plan["tests"]] == ["checkout", "search", "reports"]
     assert plan["left_out"] == ["billing"] and plan["expected_s"] == 8.0
     proc = shop.run("--budget", "8", "--json", "run.json")
-    assert "left out 1 tests, $30,000 MRR unverified" in proc.stdout
+    assert "left out 1 entry, $30,000 MRR unverified" in proc.stdout
     statuses = {t["id"]: t["status"] for t in shop.report()["tests"]}
     assert statuses["billing"] == "not_run"
 
