@@ -386,12 +386,19 @@ def history_cmd(history_file: Path, last: int, as_json: bool) -> None:
 @click.option("--output", "-o", type=FILE, default=DEFAULT_REGISTRY, show_default=True)
 @click.option("--level", default="integration", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing registry.")
+@click.option(
+    "--by",
+    type=click.Choice(["file", "directory"]),
+    default="file",
+    show_default=True,
+    help="One entry per test file, or per directory whose tests all run.",
+)
 @click.argument("paths", nargs=-1)
-def init(output: Path, level: str, force: bool, paths: tuple[str, ...]) -> None:
+def init(output: Path, level: str, force: bool, by: str, paths: tuple[str, ...]) -> None:
     """Scaffold a registry from the tests pytest collects (tier and MRR left to fill in)."""
     from runner.commands.init import init as init_command  # noqa: PLC0415
 
-    raise SystemExit(init_command(output, level, force=force, paths=paths))
+    raise SystemExit(init_command(output, level, force=force, paths=paths, by=by))
 
 
 def main(argv: list[str] | None = None) -> int:

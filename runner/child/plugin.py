@@ -125,6 +125,7 @@ class RunnerPlugin:
         self.order = {entry_id: i for i, entry_id in enumerate(spec["selected"])}
         self.check_registry = bool(spec.get("check_registry", True))
         self.strict = self.check_registry and bool(spec.get("strict"))
+        self.inventory = bool(spec.get("inventory"))
         self.root = config.rootpath
         self.matched: set[str] = set()
         self.entries: dict[str, str | None] = {}
@@ -170,6 +171,8 @@ class RunnerPlugin:
             )
 
     def _wanted(self, item: pytest.Item, entry: str | None) -> bool:
+        if self.inventory:
+            return True
         return entry in self.selected and (self.only is None or item.nodeid in self.only)
 
     @pytest.hookimpl(tryfirst=True)

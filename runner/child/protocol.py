@@ -50,6 +50,7 @@ class Spec(TypedDict):
     only: list[str] | None
     check_registry: bool
     strict: bool
+    inventory: bool  # `init`: keep every test for the project's own options to judge
 
 
 EventData = dict[str, Any]
@@ -64,6 +65,7 @@ def make_spec(
     only: list[str] | None = None,
     check_registry: bool = False,
     strict: bool = False,
+    inventory: bool = False,
 ) -> Spec:
     return {
         "root": root,
@@ -73,4 +75,5 @@ def make_spec(
         "only": only,
         "check_registry": check_registry,
         "strict": strict,
+        "inventory": inventory,
     }

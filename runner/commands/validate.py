@@ -6,6 +6,7 @@ import sys
 
 from runner.errors import ExitCode, RegistryError
 from runner.model import Registry
+from runner.reports.tables import unregistered_lines
 from runner.results import RunResult
 from runner.select import ALL_LEVELS, Selection, run_order
 from runner.supervisor.run import RunOptions, run_selection
@@ -46,7 +47,7 @@ def _print_valid(registry: Registry, selection: Selection, result: RunResult) ->
     tests = sum(1 for e in result.entries for _ in e.tests)
     print(
         f"registry OK: {len(registry.tests)} entries ({len(selection.pending)} pending), "
-        f"{tests} tests collected, {len(result.unregistered)} unregistered"
+        f"{tests} pytest tests collected, {len(result.unregistered)} unregistered"
     )
-    for nodeid in result.unregistered[:20]:
-        print(f"  unregistered: {nodeid}")
+    for line in unregistered_lines(result.unregistered, shown=20):
+        print(f"  unregistered: {line}")

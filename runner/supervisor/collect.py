@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from runner.child.protocol import make_spec
@@ -12,11 +13,22 @@ from runner.supervisor.events import EventLog
 from runner.supervisor.process import ChildSpec, run_child
 
 
-def collect_all(root: Path, paths: tuple[str, ...]) -> list[str]:
-    """Every test pytest collects in `root` (or `paths` there): the node ids, in order."""
+@dataclass(frozen=True, kw_only=True)
+class Inventory:
+    """The project's tests: every one pytest collects, and those its own options (addopts,
+    a conftest, a plugin) leave to run."""
+
+    collected: tuple[str, ...]
+    run: frozenset[str]
+
+
+def collect_all(root: Path, paths: tuple[str, ...]) -> Inventory:
+    """Every test pytest collects in `root` (or `paths` there), in order, and what runs."""
     with tempfile.TemporaryDirectory(prefix="utr-collect-") as tmp:
         work, log = Path(tmp), EventLog()
-        spec = make_spec(root=str(root), events=str(work / "events.jsonl"), entries=[])
+        spec = make_spec(
+            root=str(root), events=str(work / "events.jsonl"), entries=[], inventory=True
+        )
         (work / "spec.json").write_text(json.dumps(spec), encoding="utf-8")
         child = ChildSpec(
             root=root,
@@ -30,4 +42,4 @@ def collect_all(root: Path, paths: tuple[str, ...]) -> list[str]:
         run_child(child, log.apply, log.done)
     if not log.session_finished:
         raise RunBrokenError("pytest could not collect the tests here (its session broke)")
-    return log.unregistered
+    return Inventory(collected=tuple(log.unregistered), run=frozenset(log.tests))
