@@ -6,8 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from runner.model import Gate, Registry
-from runner.results import PROTECTING, EntryResult
+from runner.results import PROTECTING, EntryResult, Status
 from runner.summary import Summary, money
+
+# what a gate's require_* accepts: passed, and quarantined (carried knowingly, bounded by
+# max_quarantined_mrr)
+CARRIED = PROTECTING | {Status.QUARANTINED}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +48,12 @@ def evaluate_gate(
             f"{money(gate.min_protected_mrr)} (short by "
             f"{money(gate.min_protected_mrr - total.protected)})"
         )
+    carried = total.quarantined
+    if gate.max_quarantined_mrr is not None and carried > gate.max_quarantined_mrr:
+        failures.append(
+            f"quarantined MRR is {money(carried)}, above {money(gate.max_quarantined_mrr)} "
+            f"(max_quarantined_mrr; {total.quarantined_entries} entries carried)"
+        )
     return GateVerdict(name=gate.name, held=not failures, failures=tuple(failures))
 
 
@@ -57,7 +67,7 @@ def _tier_failures(gate: Gate, registry: Registry, results: list[EntryResult]) -
         bad = [
             r
             for r in results
-            if registry.by_id[r.entry_id].tier == tier and r.status not in PROTECTING
+            if registry.by_id[r.entry_id].tier == tier and r.status not in CARRIED
         ]
         if bad:
             mrr = sum(registry.by_id[r.entry_id].mrr for r in bad)
@@ -69,7 +79,7 @@ def _tier_failures(gate: Gate, registry: Registry, results: list[EntryResult]) -
 
 
 def _all_failures(gate: Gate, results: list[EntryResult]) -> list[str]:
-    bad = [r for r in results if r.status not in PROTECTING]
+    bad = [r for r in results if r.status not in CARRIED]
     if gate.require_all and bad:
         return [f"require_all: {len(bad)} of {len(results)} selected entries did not pass"]
     return []

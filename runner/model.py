@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cached_property
 from pathlib import Path
 
@@ -35,6 +36,28 @@ class Gate:
     require_all: bool = False
     min_protected_percent: float | None = None
     min_protected_mrr: float | None = None
+    max_quarantined_mrr: float | None = None  # the most MRR a run may carry quarantined
+    quarantine_tiers: tuple[int, ...] = (2, 3)  # tiers whose quarantines this gate honours
+
+
+MUTED = "muted"  # runs and is reported, cannot fail the run
+SKIPPED = "skipped"  # does not run
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quarantine:
+    """A known-bad entry (or some of its pytest tests) carried knowingly, until a date."""
+
+    mode: str  # MUTED or SKIPPED
+    owner: str
+    reason: str
+    ticket: str
+    until: date  # the last day it holds
+    tests: tuple[str, ...] = ()  # node ids (a prefix takes every parameter); () = the entry
+
+    def describe(self) -> str:
+        until = self.until.isoformat()
+        return f"{self.mode} until {until} ({self.ticket}, {self.owner}): {self.reason}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,6 +87,7 @@ class Entry:
     covers: tuple[str, ...] = ()
     # environments where skipped tests are expected ("*": every one): a partial run passes
     allow_skips: tuple[str, ...] = ()
+    quarantine: Quarantine | None = None
     line: int = 0
 
     @property

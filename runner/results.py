@@ -25,6 +25,7 @@ class Status(StrEnum):
     DESELECTED = "deselected"  # a test pytest's own options (-k, -m, a plugin) dropped
     PARTIAL = "partial"  # an entry some of whose tests did not run or were skipped
     PENDING = "pending"
+    QUARANTINED = "quarantined"  # carried knowingly (registry): cannot fail, never protects
 
 
 FAILING = frozenset({Status.FAILED, Status.ERROR, Status.TIMED_OUT})
@@ -70,6 +71,7 @@ class EntryResult:
     note: str = ""
     collect_error: str = ""  # a collection failure in one of its files: the run broke
     left_out: str = ""  # why the runner itself did not run it (--budget, a missing shard)
+    outcome: Status | None = None  # a quarantined entry: what it would have been
 
     @property
     def duration(self) -> float:

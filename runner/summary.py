@@ -23,6 +23,8 @@ class TierSummary:
     registered_mrr: float
     protected: float
     at_risk: float
+    quarantined: float = 0.0  # MRR of quarantined entries: part of the unverified
+    quarantined_entries: int = 0
 
     @property
     def unverified(self) -> float:
@@ -73,6 +75,8 @@ def _row(label: str, entries: list[Entry], by_id: Mapping[str, EntryResult]) -> 
         registered_mrr=sum(e.mrr for e in entries),
         protected=sum(e.mrr for e, s in statuses if s in PROTECTING),
         at_risk=sum(e.mrr for e, s in statuses if s in FAILING),
+        quarantined=sum(e.mrr for e, s in statuses if s is Status.QUARANTINED),
+        quarantined_entries=sum(s is Status.QUARANTINED for _, s in statuses),
     )
 
 

@@ -8,12 +8,13 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from runner import history
+from runner import history, quarantine
 from runner.errors import EmptySelectionError
 from runner.model import Registry
 from runner.mutation.score import read_scores
 from runner.planning import durations
 from runner.planning.narrow import Narrowed, plan_run
+from runner.quarantine import InForce
 from runner.registry.environments import resolve
 from runner.reports.files import check_reports, write_reports
 from runner.request import RunRequest
@@ -38,7 +39,7 @@ def run(registry: Registry, selection: Selection, request: RunRequest) -> int:
         print(note, flush=True)
     progress = LazyProgress(registry, request.verbosity)
     try:
-        result = _supervise(registry, plan.selection, request, progress)
+        result = _supervise(registry, plan, request, progress)
     finally:
         progress.close()
     result = replace(
@@ -46,6 +47,7 @@ def run(registry: Registry, selection: Selection, request: RunRequest) -> int:
         entries=result.entries + plan.left_out,
         context=replace(plan.context, mutation=scores),
     )
+    result = carry_quarantines(registry, result, plan.quarantine, request.env)
     if request.fail_fast:
         result = annotate_not_run(result, FAIL_FAST_NOTE)
     outcome = judge(registry, result, request.gate, request.pytest_args)
@@ -78,20 +80,39 @@ def prepare(registry: Registry, selection: Selection, request: RunRequest) -> Na
 
 
 def _supervise(
-    registry: Registry, selection: Selection, request: RunRequest, progress: LazyProgress
+    registry: Registry, plan: Narrowed, request: RunRequest, progress: LazyProgress
 ) -> RunResult:
+    selection = plan.selection
     _announce(selection)
     if not selection.runnable:
         return RunResult(level=selection.level, started_at="", duration=0.0, entries=())
     supervise = run_staged if request.stop_after_failing_tier else run_selection
-    return supervise(registry, selection, run_options(registry, selection, request), progress)
+    options = run_options(registry, selection, request, plan.quarantine.skipped_tests())
+    return supervise(registry, selection, options, progress)
 
 
-def run_options(registry: Registry, selection: Selection, request: RunRequest) -> RunOptions:
+def carry_quarantines(
+    registry: Registry, result: RunResult, carried: InForce, environment: str | None
+) -> RunResult:
+    """Each entry under the quarantine in force for it; the notes on those not in force."""
+    entries = tuple(
+        quarantine.apply(r, q, entry, entry.skips_allowed(environment))
+        if (q := carried.active.get(r.entry_id)) and (entry := registry.by_id[r.entry_id])
+        else r
+        for r in result.entries
+    )
+    return replace(result, entries=entries, warnings=(*result.warnings, *carried.notes))
+
+
+def run_options(
+    registry: Registry, selection: Selection, request: RunRequest, skip: tuple[str, ...] = ()
+) -> RunOptions:
+    """How to run `selection`; `skip`: node ids quarantined as skipped (pytest --deselect)."""
     level = registry.levels.get(selection.level)
     workers = request.workers or (level.workers if level is not None else None)
+    deselect = tuple(arg for nodeid in skip for arg in ("--deselect", nodeid))
     return RunOptions(
-        extra_args=request.pytest_args + (("-x",) if request.fail_fast else ()),
+        extra_args=deselect + request.pytest_args + (("-x",) if request.fail_fast else ()),
         timeout=request.timeout,
         strict=request.strict,
         workers=parse_workers(workers),

@@ -4,10 +4,13 @@ fits a time budget, in that order."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import date
 
+from runner import quarantine
 from runner.model import Entry, Registry
 from runner.planning import budget, durations, shard
 from runner.planning.changed import Change, changed_files
+from runner.quarantine import InForce
 from runner.registry import environments
 from runner.request import Narrowing, RunRequest
 from runner.results import EntryResult, RunContext, Status
@@ -25,6 +28,7 @@ class Narrowed:
     left_out: tuple[EntryResult, ...] = ()
     context: RunContext = field(default_factory=RunContext)
     notes: tuple[str, ...] = ()
+    quarantine: InForce = field(default_factory=InForce)
 
 
 def plan_run(registry: Registry, selection: Selection, request: RunRequest) -> Narrowed:
@@ -35,6 +39,7 @@ def plan_run(registry: Registry, selection: Selection, request: RunRequest) -> N
     ref = request.narrowing.changed
     change = None if ref is None else changed_files(registry.root, ref)
     result = narrow(selection, expected, request.narrowing, change)
+    result = _quarantined(registry, result, request.gate)
     result = replace(result, expected=expected, store=store)
     if request.env is None:
         return result
@@ -42,6 +47,23 @@ def plan_run(registry: Registry, selection: Selection, request: RunRequest) -> N
     note = f"environment {profile['name']!r}: " + (profile["description"] or "no description")
     context = replace(result.context, environment=profile)
     return replace(result, context=context, notes=(note, *result.notes))
+
+
+def _quarantined(registry: Registry, current: Narrowed, gate: str | None) -> Narrowed:
+    """The quarantines in force; entries quarantined as `skipped` do not run."""
+    carried = quarantine.in_force(registry, registry.gates.get(gate or ""), date.today())
+    skipped = carried.skipped_entries()
+    out = [e for e in current.selection.runnable if e.id in skipped]
+    if not out and not carried.active and not carried.notes:
+        return current
+    left = tuple(quarantine.left_out(e, carried.active[e.id]) for e in out)
+    keep = [e for e in current.selection.entries if e.id not in skipped]
+    return replace(
+        current,
+        selection=_keep(current.selection, keep),
+        left_out=current.left_out + left,
+        quarantine=carried,
+    )
 
 
 def narrow(

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import RegistryError
-from runner.model import IMPLEMENTED, PENDING, Entry, Gate, Level, Registry, Tier
+from runner.model import IMPLEMENTED, PENDING, Entry, Gate, Level, Quarantine, Registry, Tier
 from runner.registry.environments import environments
+from runner.registry.quarantine import parse_quarantine
 from runner.registry.yamlread import LineDict, load_yaml
 
 TOP_KEYS = {
@@ -27,11 +28,13 @@ GATE_KEYS = {
     "require_all",
     "min_protected_percent",
     "min_protected_mrr",
+    "max_quarantined_mrr",
+    "quarantine_tiers",
     "description",
 }
 ENTRY_KEYS = {
     *("id", "name", "tier", "mrr", "level", "path", "status", "owner", "description"),
-    *("group", "covers", "allow_skips"),
+    *("group", "covers", "allow_skips", "quarantine"),
 }
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 
@@ -248,14 +251,30 @@ def _gates(raw: Any, src: _Source, line: int, tiers: dict[int, Tier]) -> dict[st
             min_protected_mrr=_number(m, "min_protected_mrr", src, what)
             if "min_protected_mrr" in m
             else None,
+            max_quarantined_mrr=_number(m, "max_quarantined_mrr", src, what)
+            if "max_quarantined_mrr" in m
+            else None,
+            quarantine_tiers=_gate_tiers(
+                m, src, what, tiers, key="quarantine_tiers", default=(2, 3)
+            ),
         )
     return gates
 
 
-def _gate_tiers(m: LineDict, src: _Source, what: str, tiers: dict[int, Tier]) -> tuple[int, ...]:
-    value = m.get("require_tiers", [])
-    if not isinstance(value, list) or any(t not in tiers for t in value):
-        raise src.fail(m.line, f"{what}: 'require_tiers' must list defined tiers, not {value!r}")
+def _gate_tiers(
+    m: LineDict,
+    src: _Source,
+    what: str,
+    tiers: dict[int, Tier],
+    *,
+    key: str = "require_tiers",
+    default: tuple[int, ...] = (),
+) -> tuple[int, ...]:
+    if key not in m:
+        return tuple(t for t in default if t in tiers)
+    value = m[key]
+    if not isinstance(value, list) or any(t not in tiers or isinstance(t, bool) for t in value):
+        raise src.fail(m.line, f"{what}: {key!r} must list defined tiers, not {value!r}")
     return tuple(int(t) for t in value)
 
 
@@ -314,8 +333,25 @@ def _entry(m: LineDict, src: _Source) -> Entry:
         group=_text(m, "group", src, what, "-") if "group" in m else "",
         covers=_globs(m, src, what),
         allow_skips=_allow_skips(m, src, what),
+        quarantine=_quarantine(m, src, what, path),
         line=m.line,
     )
+
+
+def _quarantine(m: LineDict, src: _Source, what: str, path: str) -> Quarantine | None:
+    if "quarantine" not in m:
+        return None
+    line = getattr(m["quarantine"], "line", m.line)
+    quarantine = parse_quarantine(m["quarantine"], lambda text: src.fail(line, f"{what}: {text}"))
+    outside = [t for t in quarantine.tests if not _inside(t, path)]
+    if outside:
+        raise src.fail(line, f"{what}: quarantined test {outside[0]!r} is not under {path!r}")
+    return quarantine
+
+
+def _inside(nodeid: str, path: str) -> bool:
+    file_part = path.split("::", 1)[0].rstrip("/")
+    return nodeid.startswith(path) or nodeid.split("::", 1)[0].startswith(file_part + "/")
 
 
 def _globs(m: LineDict, src: _Source, what: str) -> tuple[str, ...]:

@@ -21,10 +21,13 @@ from runner.reports.tables import (
     attention,
     mutation_line,
     printable,
+    quarantine_line,
+    quarantined,
     reasons_shown,
     tier_rows,
     took,
     unregistered_lines,
+    unverified_text,
 )
 from runner.results import Status
 from runner.summary import money, test_counts
@@ -67,6 +70,8 @@ def render_summary(console: Console, outcome: Outcome) -> None:
     console.print()
     console.print(_table(outcome))
     _failures(console, outcome)
+    for entry, result in quarantined(outcome):
+        console.print(Text(printable(f"q {quarantine_line(entry, result)}"), style="magenta"))
     _notes(console, outcome)
     _gate(console, outcome)
     _verdict(console, outcome)
@@ -142,8 +147,8 @@ def _verdict(console: Console, outcome: Outcome) -> None:
     console.print(
         Text(
             f"{label}: {money(total.protected)} of {money(total.registered_mrr)} MRR protected "
-            f"({total.coverage_text}), {money(total.at_risk)} at risk, {money(total.unverified)} "
-            f"unverified, in {took(outcome)} (exit {outcome.exit_code})",
+            f"({total.coverage_text}), {money(total.at_risk)} at risk, {unverified_text(total)}, "
+            f"in {took(outcome)} (exit {outcome.exit_code})",
             style=style,
         )
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -12,7 +13,7 @@ from runner.files import check_distinct, write_text
 from runner.reports.html import render_html
 from runner.reports.json_report import to_dict
 from runner.reports.junit import render_junit
-from runner.reports.markdown import render_markdown
+from runner.reports.markdown import LIMIT, render_markdown
 from runner.request import ReportPaths
 from runner.verdict import Outcome
 
@@ -44,11 +45,16 @@ def write_reports(outcome: Outcome, paths: dict[str, Path]) -> list[str]:
     """Write each report, and append the Markdown summary to $GITHUB_STEP_SUMMARY when set
     (once, if --markdown names that very file); returns the paths that could not be written."""
     summary = os.environ.get(STEP_SUMMARY)
-    targets = [(p, RENDERERS[fmt], False) for fmt, p in paths.items()]
+    full = str(paths.get("html") or paths.get("json") or "")
+    markdown = functools.partial(render_markdown, full=full)
+    targets = [
+        (p, markdown if fmt == "markdown" else RENDERERS[fmt], False) for fmt, p in paths.items()
+    ]
     if summary:
         same = "markdown" in paths and _same(paths["markdown"], Path(summary))
-        targets = [t for t in targets if not (same and t[1] is render_markdown)]
-        targets.append((Path(summary), render_markdown, True))
+        targets = [t for t in targets if not (same and t[1] is markdown)]
+        room = LIMIT - _size(Path(summary))  # the limit holds for the whole step summary
+        targets.append((Path(summary), functools.partial(markdown, limit=max(room, 0)), True))
     lost = []
     for path, render, append in targets:
         try:
@@ -57,6 +63,13 @@ def write_reports(outcome: Outcome, paths: dict[str, Path]) -> list[str]:
             print(f"error: cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
             lost.append(str(path))
     return lost
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
 
 
 def _same(a: Path, b: Path) -> bool:

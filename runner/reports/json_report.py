@@ -9,8 +9,8 @@ from typing import Any
 
 import runner
 from runner.gates import GateVerdict
-from runner.model import Registry
-from runner.results import ChildRun, EntryResult, TestResult
+from runner.model import Entry, Registry
+from runner.results import ChildRun, EntryResult, Status, TestResult
 from runner.summary import TierSummary
 from runner.verdict import Outcome
 
@@ -83,7 +83,21 @@ def _entry(registry: Registry, result: EntryResult) -> dict[str, Any]:
         "message": result.message,
         "collect_error": result.collect_error,
         "left_out": result.left_out,
+        **_quarantine(entry, result),
         "tests": [_test(t) for t in result.tests],
+    }
+
+
+def _quarantine(entry: Entry, result: EntryResult) -> dict[str, Any]:
+    """A quarantined entry: its quarantine, and what the entry would have been."""
+    q = entry.quarantine
+    if result.status is not Status.QUARANTINED or q is None:
+        return {}
+    outcome = result.outcome or Status.NOT_RUN
+    body = {"mode": q.mode, "owner": q.owner, "reason": q.reason, "ticket": q.ticket}
+    return {
+        "quarantine": {**body, "until": q.until.isoformat(), "tests": list(q.tests)},
+        "outcome": outcome,
     }
 
 
@@ -126,6 +140,7 @@ def _tier(row: TierSummary, number: int | None) -> dict[str, Any]:
         "protected_mrr": row.protected,
         "at_risk_mrr": row.at_risk,
         "unverified_mrr": row.unverified,
+        "quarantined_mrr": row.quarantined,
         "coverage_percent": None if row.coverage is None else round(row.coverage, 2),
     }
 

@@ -11,6 +11,8 @@ from runner.reports.tables import (
     attention,
     mutation_line,
     printable,
+    quarantine_line,
+    quarantined,
     reasons_shown,
     tier_rows,
     took,
@@ -29,7 +31,34 @@ _ICON: dict[int, str] = {
 STOPPED = "⏹️"  # a stop signal's code
 
 
-def render_markdown(outcome: Outcome) -> str:
+LIMIT = 1_000_000  # bytes: GitHub drops a step summary over 1 MiB whole
+
+
+def render_markdown(outcome: Outcome, limit: int = LIMIT, full: str = "") -> str:
+    """The summary a PR comment or a job's step summary shows, at most `limit` bytes: a
+    longer one is cut at a line, saying how much was left out and where `full` is."""
+    lines = _lines(outcome)
+    text = "\n".join(lines) + "\n"
+    return text if len(text.encode()) <= limit else _cut(lines, limit, full)
+
+
+def _cut(lines: list[str], limit: int, full: str) -> str:
+    kept: list[str] = []
+    size, budget = 0, max(limit - 400, 0)  # room for the notice
+    for line in lines:
+        size += len(line.encode()) + 1
+        if size > budget:
+            break
+        kept.append(line)
+    where = f"; the full report: `{_cell(full)}`" if full else ""
+    notice = (
+        f"_… {len(lines) - len(kept)} more lines not shown (the summary is limited to "
+        f"{limit:,} bytes){where}._"
+    )
+    return "\n".join([*kept, "", notice]) + "\n"
+
+
+def _lines(outcome: Outcome) -> list[str]:
     total = outcome.summary.total
     lines = [
         f"## {_ICON.get(outcome.exit_code, STOPPED)} Revenue protection: "
@@ -48,8 +77,17 @@ def render_markdown(outcome: Outcome) -> str:
     lines.append(_row(last, bold=True))
     mutation = mutation_line(outcome)
     lines += ["", mutation] if mutation else []
-    sections = _why(outcome) + _gate(outcome) + _failures(outcome) + _unverified(outcome)
-    return "\n".join(lines + sections) + "\n"
+    sections = _why(outcome) + _gate(outcome) + _failures(outcome) + _quarantined(outcome)
+    return lines + sections + _unverified(outcome)
+
+
+def _quarantined(outcome: Outcome) -> list[str]:
+    carried = quarantined(outcome)
+    if not carried:
+        return []
+    total = outcome.summary.total
+    head = f"### Quarantined: {money(total.quarantined)} MRR carried knowingly, not protected"
+    return ["", head, "", *(f"- {_cell(quarantine_line(e, r))}" for e, r in carried)]
 
 
 def _why(outcome: Outcome) -> list[str]:
@@ -103,6 +141,7 @@ def _unverified(outcome: Outcome) -> list[str]:
         r
         for r in outcome.run.entries
         if r.status in (Status.NOT_RUN, Status.PENDING, Status.SKIPPED, Status.PARTIAL)
+        and r.left_out != "quarantine"
     ]
     if not unverified:
         return []

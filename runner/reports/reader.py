@@ -118,6 +118,7 @@ def _entry(data: dict[str, Any]) -> EntryResult:
         collect_error=str(data["collect_error"]),
         left_out=str(data["left_out"]),
         tests=tuple(_test(str(data["id"]), t) for t in data["tests"]),
+        outcome=Status(data["outcome"]) if data.get("outcome") else None,
     )
 
 

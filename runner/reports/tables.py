@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from runner.errors import ExitCode
 from runner.model import Entry
-from runner.results import EntryResult
+from runner.results import EntryResult, Status
 from runner.summary import TierSummary, money
 from runner.verdict import Outcome, Reason
 
@@ -48,6 +48,35 @@ def attention(outcome: Outcome) -> list[tuple[Entry, EntryResult]]:
     """Failed, errored, timed out and flaky entries, in run order, with their entry."""
     registry = outcome.registry
     return [(registry.by_id[r.entry_id], r) for r in outcome.run.entries if r.needs_attention]
+
+
+def quarantined(outcome: Outcome) -> list[tuple[Entry, EntryResult]]:
+    """The entries the run carried in quarantine, in run order, with their entry."""
+    registry = outcome.registry
+    return [
+        (registry.by_id[r.entry_id], r)
+        for r in outcome.run.entries
+        if r.status is Status.QUARANTINED
+    ]
+
+
+def quarantine_line(entry: Entry, result: EntryResult) -> str:
+    """'checkout [quarantined, failed] tier 2, $5,000 MRR: muted until ... (T-1, team): why'"""
+    q = entry.quarantine
+    what = q.describe() if q is not None else result.note
+    scope = f" ({len(q.tests)} pytest tests)" if q is not None and q.tests else ""
+    return (
+        f"{entry.id} [quarantined{scope}, {result.outcome or 'not run'}] tier {entry.tier}, "
+        f"{money(entry.mrr)} MRR: {what}"
+    )
+
+
+def unverified_text(total: TierSummary) -> str:
+    """'$3,000 unverified' or '$3,000 unverified ($1,000 of it quarantined)'."""
+    text = f"{money(total.unverified)} unverified"
+    if total.quarantined:
+        text += f" ({money(total.quarantined)} of it quarantined)"
+    return text
 
 
 def reasons_shown(outcome: Outcome, *, besides: tuple[int, ...] = ()) -> list[Reason]:

@@ -69,26 +69,24 @@ def run_selection(
     on_event: EventHandler | None = None,
 ) -> RunResult:
     """Execute the runnable part of `selection`; pending entries stay pending."""
-    workdir, tmpdir = workdirs.make_workdir(registry.root), workdirs.make_tmpdir()
     timeout = options.timeout or level_timeout(registry, selection.level)
     run = _Run(
         registry=registry,
         selection=selection,
         options=options,
         on_event=on_event,
-        workdir=workdir,
-        tmpdir=tmpdir,
+        workdir=workdirs.make_workdir(registry.root),
+        tmpdir=workdirs.make_tmpdir(),
         deadline=time.monotonic() + timeout,
         timeout=timeout,
     )
     try:
-        result = _run_children(run)
+        return _tidy(_run_children(run), run.workdir)
     except BaseException:
-        workdirs.remove(workdir)
+        workdirs.remove(run.workdir)
         raise
     finally:
-        workdirs.remove(tmpdir)
-    return _tidy(result, workdir)
+        workdirs.remove(run.tmpdir)
 
 
 def _run_children(run: _Run) -> RunResult:

@@ -35,6 +35,7 @@ def test_protected_at_risk_and_unverified_add_up_per_tier() -> None:
     total = summary.total
     assert total.registered_mrr == 73_000
     assert total.protected + total.at_risk + total.unverified == total.registered_mrr
+    assert total.coverage is not None
     assert round(total.coverage, 2) == round(100 * 37_000 / 73_000, 2)
 
 

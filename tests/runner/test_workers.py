@@ -41,7 +41,7 @@ def test_workers_run_every_test_and_report_all_of_them(project: Project) -> None
     project.registry([entry("a", "tests/test_a.py"), entry("b", "tests/test_b.py", tier=2)])
     proc = project.run("--workers", "2", "--json", "run.json", "--no-history")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "collected 7 tests" in proc.stdout
+    assert "collected 7 pytest tests" in proc.stdout
     statuses = {n: t["status"] for n, t in _tests(project).items()}
     assert len(statuses) == 7 and set(statuses.values()) == {"passed"}
 
