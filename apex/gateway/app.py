@@ -160,7 +160,7 @@ class GatewayApp:
         if lineage.busy():
             await conn.send("error", code="busy", message="an agent run is already in progress")
             return
-        lineage.run = asyncio.create_task(self.relay.run(lineage, conn.token, payload))
+        lineage.start(self.relay.run(lineage, conn.token, payload))
 
     _on_start_agent = _on_user_message
 
@@ -174,7 +174,8 @@ class GatewayApp:
                         "state": "failed",
                         "error": "stopped by the user",
                     },
-                }
+                },
+                last=True,
             )
         else:
             await conn.send("error", code="no_run", message="no agent run is in progress")
@@ -192,10 +193,15 @@ class GatewayApp:
         if target is None or target.sid != conn.claims.sid or not isinstance(last, int):
             await conn.send("error", code="resume_unknown", message="nothing to resume")
             return
+        if last > target.seq:  # frames this stream never sent: the client's state is not ours
+            await conn.send("error", code="resume_ahead", last_seq=target.seq)
+            return
         if last + 1 < target.first_seq():
             await conn.send("error", code="resume_gap", first_available=target.first_seq())
             return
-        self.lineages.pop(conn.lineage.id, None)
+        left = conn.lineage
+        if left is not target and left.seq == 0 and not left.busy():
+            self.lineages.pop(left.id, None)  # a fresh, empty stream: nobody will resume it
         conn.attach(target, last)
         await conn.send("resumed", resume_id=target.id, last_seq=last, replaying=target.seq - last)
         await conn.wake()

@@ -14,6 +14,7 @@ import json
 import secrets
 import time
 from collections import deque
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,9 +32,23 @@ class Lineage:
         self.buffer: deque[tuple[int, str]] = deque(maxlen=BUFFER)
         self.conn: Connection | None = None
         self.run: asyncio.Task[None] | None = None
+        self.settled = True  # the current run's last frame has gone out (or there is none)
+        self.stopping = False
         self.detached_at = time.monotonic()
 
-    async def publish(self, frame: dict[str, Any]) -> None:
+    def start(self, run: Coroutine[Any, Any, None]) -> None:
+        self.settled, self.stopping = False, False
+        self.run = asyncio.create_task(run)
+
+    async def emit(self, frame: dict[str, Any], *, last: bool = False) -> None:
+        """Publish a frame of the current run, unless the run is being stopped: a cancel
+        can get lost on its way (Python 3.11's wait_for drops one that races a result)."""
+        if self.stopping:
+            raise asyncio.CancelledError
+        await self.publish(frame, last=last)
+
+    async def publish(self, frame: dict[str, Any], *, last: bool = False) -> None:
+        """Append `frame` with the next seq; `last` marks the run's outcome as sent."""
         conn = self.conn
         if conn is not None:
             async with conn.cond:
@@ -44,6 +59,7 @@ class Lineage:
                 )
         self.seq += 1
         self.buffer.append((self.seq, json.dumps({**frame, "seq": self.seq})))
+        self.settled = self.settled or last
         if self.conn is not None:
             await self.conn.wake()
 
@@ -57,15 +73,22 @@ class Lineage:
         return self.run is not None and not self.run.done()
 
     def cancel(self) -> bool:
+        self.stopping = True  # should the cancel get lost, the run's next frame ends it
         if self.busy() and self.run is not None:
             self.run.cancel()
             return True
         return False
 
     async def stop(self) -> bool:
-        """Cancel the run and wait until it has ended: the next message is not `busy`."""
+        """Cancel the run and wait until it has ended: the next message is not `busy`.
+        False when there was nothing to stop: no run, or its outcome was sent already (a
+        run has one terminal frame, never `completed` and then `stopped`)."""
         run = self.run
-        if not self.cancel() or run is None:
+        if run is None or run.done():
             return False
-        await asyncio.wait([run])
-        return True
+        stopped, self.stopping = not self.settled, True
+        while not run.done():  # cancel again until it lands
+            run.cancel()
+            await asyncio.wait([run], timeout=0.05)
+        self.stopping = False
+        return stopped
