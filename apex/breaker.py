@@ -4,23 +4,23 @@ seconds, then one probe decides whether to close again."""
 from __future__ import annotations
 
 import time
-from enum import StrEnum
+from enum import Enum
 from typing import Any
 
 
-class BreakerState(StrEnum):
+class BreakerState(Enum):  # states, not strings: never compared as text
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
 
 
 class CircuitBreaker:
-    def __init__(self, name: str, threshold: int = 3, cooldown: float = 2.0) -> None:
+    def __init__(self, name: str, threshold: int, cooldown: float) -> None:
         self.name, self.threshold, self.cooldown = name, threshold, cooldown
         self.state = BreakerState.CLOSED
         self.failures = 0
         self.opened_at = 0.0
-        self.transitions: list[tuple[str, float]] = []
+        self.transitions: list[tuple[BreakerState, float]] = []
 
     def allow(self) -> bool:
         """May a call go through now? In half-open state only the one probe may."""
@@ -51,8 +51,8 @@ class CircuitBreaker:
     def snapshot(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "state": self.state,
+            "state": self.state.value,
             "failures": self.failures,
             "retry_after_s": round(self.retry_after(), 3),
-            "transitions": [s for s, _ in self.transitions],
+            "transitions": [s.value for s, _ in self.transitions],
         }

@@ -8,8 +8,6 @@ after the writer's answer can see a stale value; a computation that read an olde
 is never cached (the version floor).
 """
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 import json

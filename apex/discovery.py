@@ -4,8 +4,6 @@ An instance that dies stops heartbeating and its record expires; one that turns 
 says so in its next heartbeat. Callers resolve peers here instead of using fixed ports.
 """
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 import json
@@ -18,7 +16,6 @@ from typing import Any
 import redis.asyncio as aioredis
 
 PREFIX = "discovery"
-TTL = 3.0
 INTERVAL = 0.5
 
 
@@ -29,7 +26,7 @@ class Discovery:
         service: str,
         url: str,
         ready: Callable[[], Awaitable[bool]],
-        ttl: float = TTL,
+        ttl: float,
     ) -> None:
         self.redis, self.service, self.url, self.ready = client, service, url, ready
         self.ttl, self.interval = ttl, min(INTERVAL, ttl / 4)  # several beats per TTL

@@ -8,8 +8,6 @@ down, the last value is added to the offset, so totals survive restarts of the s
 of the aggregator itself.
 """
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 import json
@@ -88,7 +86,7 @@ def percentile(buckets: list[tuple[float, float]], q: float) -> float:
         if count >= rank:
             if bound == float("inf"):
                 return prev_bound
-            share = (rank - prev_count) / (count - prev_count) if count > prev_count else 0
+            share = (rank - prev_count) / (count - prev_count)  # prev_count < rank <= count
             return prev_bound + share * (bound - prev_bound)
         prev_bound, prev_count = bound, count
     return prev_bound
@@ -98,14 +96,23 @@ class Aggregator:
     def __init__(self, client: aioredis.Redis, http: httpx.AsyncClient) -> None:
         self.redis, self.http = client, http
         self.previous: tuple[float, dict[tuple[str, str], float]] | None = None
+        self.failed: list[str] = []  # the targets the last scrape could not use
 
     async def scrape(self) -> dict[str, Any]:
+        """One round over every discovered target; a target that does not answer, answers
+        with an error or with something that is not Prometheus text is skipped (and named
+        in `failed`), never the end of the round."""
         raw: Any = await self.redis.hgetall(STATE)
         state: dict[str, Any] = {str(k): json.loads(v) for k, v in raw.items()}
+        failed = set()
         for record in await resolve(self.redis, healthy_only=False):
-            with contextlib.suppress(httpx.HTTPError):
+            try:
                 resp = await self.http.get(f"{record['url']}/metrics", timeout=1.0)
+                resp.raise_for_status()
                 state.update(merge(state, record["url"], *parse(resp.text)))
+            except (httpx.HTTPError, ValueError):
+                failed.add(record["url"])
+        self.failed = sorted(failed)
         if state:
             await self.redis.hset(STATE, mapping={k: json.dumps(v) for k, v in state.items()})
         return state
@@ -121,6 +128,7 @@ class Aggregator:
             "requests_by_route": _by(requests, "route"),
             "requests_per_s": rate,
             "latency_s": _latency(current),
+            "unhealthy_targets": self.failed,
         }
 
     def _rate(self, now: float, requests: dict[tuple[str, str], float]) -> float | None:

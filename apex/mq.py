@@ -8,12 +8,13 @@
   even when a message is delivered twice.
 - Retries with exponential backoff; after `max_attempts` a message goes to the dead-letter
   stream. A worker that dies leaves its partitions' leases to expire; the next holder first
-  claims the messages it left pending.
+  claims the messages it left pending. A worker renews the lease of the partition whose
+  message it handles while the handler runs, so no other worker takes over a long job.
+- A worker outlives Redis errors (a stalled or restarted Redis): it tries again.
 """
 
-from __future__ import annotations
-
 import asyncio
+import contextlib
 import json
 import uuid
 import zlib
@@ -93,12 +94,17 @@ class Worker:
     ) -> None:
         self.q, self.consumer, self.handlers, self.lease_ms = queue, consumer, handlers, lease_ms
         self.owned: set[int] = set()
+        self.stopping = False
         self._renew = queue.redis.register_script(_RENEW)
+
+    async def _lease(self, part: int) -> bool:
+        """Take or renew the lease of partition `part`; False while another worker holds it."""
+        key = f"mq:{self.q.name}:lease:{part}"
+        return bool(await self._renew(keys=[key], args=[self.consumer, self.lease_ms]))
 
     async def refresh_leases(self) -> None:
         for part in range(self.q.partitions):
-            key = f"mq:{self.q.name}:lease:{part}"
-            if await self._renew(keys=[key], args=[self.consumer, self.lease_ms]):
+            if await self._lease(part):
                 self.owned.add(part)
             else:
                 self.owned.discard(part)
@@ -111,9 +117,20 @@ class Worker:
                 stream = self.q.stream(priority, part)
                 message = await self._next(stream)
                 if message is not None:
-                    await self._handle(stream, *message)
+                    keeper = asyncio.create_task(self._keep(part))
+                    try:
+                        await self._handle(stream, *message)
+                    finally:
+                        keeper.cancel()
                     return True
         return False
+
+    async def _keep(self, part: int) -> None:
+        """Renew the partition's lease while its message is handled (three times a lease)."""
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            with contextlib.suppress(aioredis.RedisError):
+                await self._lease(part)
 
     async def _next(self, stream: str) -> tuple[str, dict[str, str]] | None:
         """A message a previous holder left pending comes before any new one."""
@@ -139,7 +156,8 @@ class Worker:
             error = await self._attempt(stream, msg_id, message, attempt)
             if not error:
                 return
-            await asyncio.sleep(self.q.backoff * 2 ** (attempt - 1))
+            if attempt < self.q.max_attempts:  # no pause after the last one
+                await asyncio.sleep(self.q.backoff * 2 ** (attempt - 1))
         await self._dead_letter(stream, msg_id, fields, error)
 
     async def _attempt(
@@ -150,7 +168,7 @@ class Worker:
             return f"no handler for kind {message['kind']!r}"
         tx = self.q.redis.pipeline(transaction=True)
         try:
-            await handler({**message, "attempt": attempt}, tx)
+            await handler({**message, "attempt": attempt, "consumer": self.consumer}, tx)
         except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
         tx.sadd(self.q.done, message["id"])
@@ -172,7 +190,17 @@ class Worker:
         tx.xack(stream, GROUP, msg_id)
         await tx.execute()
 
+    def stop(self) -> None:
+        """End `run` after the message at hand. (Cancelling `run` is not enough to stop it:
+        the Redis client can swallow a cancellation that lands inside one of its calls.)"""
+        self.stopping = True
+
     async def run(self, idle: float = 0.05) -> None:
-        while True:
-            if not await self.step():
-                await asyncio.sleep(idle)
+        """Handle messages until stopped; a Redis error is waited out, never fatal."""
+        while not self.stopping:
+            try:
+                if await self.step():
+                    continue
+            except aioredis.RedisError:
+                pass  # Redis stalled, restarting or away: try again after a pause
+            await asyncio.sleep(idle)

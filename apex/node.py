@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from apex.runtime_config import ConfigView
 
 
+CONFIG_RETRY = 1.0  # seconds between two reads of a configuration file that was invalid
+
+
 class Node:
     def __init__(
         self, service: str, settings: Settings, client: aioredis.Redis, checks: dict[str, Check]
@@ -38,6 +41,7 @@ class Node:
         self.chain = ChainCache(client, service, self.discovery.instance)
         self.redis = client
         self.config: ConfigView | None = None  # loaded after start-up: pydantic is slow to import
+        self.config_error = ""  # why the configuration could not be loaded (yet)
         self.tasks: list[asyncio.Task[None]] = []
 
     async def ready(self) -> bool:
@@ -57,10 +61,21 @@ class Node:
         await self.discovery.leave()
 
     async def _follow_config(self) -> None:
-        """Import and layer the configuration in a thread, then follow published changes."""
+        """Import and layer the configuration in a thread, then follow published changes.
+        A configuration file that cannot be read or does not validate is read again every
+        second until it does (meanwhile /internal/config says why), instead of leaving the
+        service without a configuration for good."""
         module = await asyncio.to_thread(importlib.import_module, "apex.runtime_config")
         file = Path(self.settings.config_file) if self.settings.config_file else None
-        self.config = module.ConfigView(self.redis, module.layered(file))
+        while True:
+            try:
+                base = await asyncio.to_thread(module.layered, file)
+                break
+            except Exception as exc:  # unreadable, not YAML, or not a valid configuration
+                self.config_error = f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(CONFIG_RETRY)
+        self.config_error = ""
+        self.config = module.ConfigView(self.redis, base)
         await self.config.follow()
 
     def middleware(self) -> list[Middleware]:
@@ -98,7 +113,8 @@ class Node:
 
     async def config_view(self, request: Request) -> Response:
         if self.config is None:
-            return error(503, "the configuration is still loading", retry_after_s=1)
+            why = f"the configuration is invalid ({self.config_error})" if self.config_error else ""
+            return error(503, why or "the configuration is still loading", retry_after_s=1)
         from apex.runtime_config import public  # noqa: PLC0415 - loaded by now
 
         return JSONResponse(

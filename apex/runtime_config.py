@@ -5,8 +5,6 @@ An invalid change is refused and the configuration in force stays; secrets are S
 and are shown as `**********` wherever the configuration is printed or served.
 """
 
-from __future__ import annotations
-
 import asyncio
 import contextlib
 import json
@@ -96,15 +94,18 @@ class ConfigView:
                 self.config, self.version = validate(data["values"]), int(data["version"])
 
     async def follow(self) -> None:
+        """Subscribe, then read what is in force, then refresh at each announcement: in
+        this order a change published meanwhile is not lost (it is read, or heard)."""
         while True:
             with contextlib.suppress(Exception):
-                await self.refresh()
                 async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
-                            await self.refresh()
+                    await pubsub.subscribe(**{CHANNEL: self._announced})
+                    await self.refresh()
+                    await pubsub.run()
             await asyncio.sleep(0.2)
+
+    async def _announced(self, message: dict[str, Any]) -> None:
+        await self.refresh()
 
 
 async def publish(

@@ -111,7 +111,10 @@ class AuthApp:
         return JSONResponse({"user_id": user.id, "email": user.email, "roles": list(user.roles)})
 
     async def validate(self, request: Request) -> Response:
-        token = (await _body(request)).get("token") or request.headers.get("authorization", "")
+        token = (await _body(request)).get("token")
+        if token is not None and not isinstance(token, str):
+            return JSONResponse({"valid": False, "reason": "token must be a string"}, 422)
+        token = token or request.headers.get("authorization", "")
         token = token.partition(" ")[2] if token.lower().startswith("bearer ") else token
         try:
             claims = await check_access(self.redis, self.settings.jwt_secret, str(token))

@@ -68,11 +68,18 @@ class BackendApp:
         self.aggregator = Aggregator(self.redis, self.http)
         self.jobs = Queue(self.redis, "jobs")
         self.tasks: list[asyncio.Task[None]] = []
+        self.job_worker = Worker(self.jobs, f"backend-{os.getpid()}", handlers(self.jobs))
+        self.worker: asyncio.Task[None] | None = None
+        self.timeout_from_env = bool(os.environ.get("APEX_AGENT_TIMEOUT"))
         self.node = Node(
             "backend",
             settings,
             self.redis,
-            {"redis": redis_check(self.redis), "sqlite": self.store_ok},
+            {
+                "redis": redis_check(self.redis),
+                "sqlite": self.store_ok,
+                "jobs_worker": self.worker_ok,
+            },
         )
 
     def authed(self, handler: Authed) -> Callable[[Request], Awaitable[Response]]:
@@ -102,12 +109,7 @@ class BackendApp:
         raw = body.get("options")
         options: dict[str, Any] = raw if isinstance(raw, dict) else {}
         faults = options.get("faults", {}) if self.settings.fault_injection else {}
-        config = self.node.config  # a published configuration wins over the environment
-        default = (
-            config.config.agent_timeout
-            if config and config.version
-            else self.settings.agent_timeout
-        )
+        default = self._default_timeout()
         timeout = options.get("agent_timeout", default)
         if not isinstance(timeout, int | float) or not 0.01 <= timeout <= MAX_AGENT_TIMEOUT:
             timeout = default
@@ -121,6 +123,14 @@ class BackendApp:
             stream_chunk=_bounded(options.get("stream_chunk"), 0, 10_000),
             repeat=_bounded(options.get("repeat"), 1, 200),
         )
+
+    def _default_timeout(self) -> float:
+        """A published change, else APEX_AGENT_TIMEOUT where it is set, else the layered
+        configuration (defaults < APEX_CONFIG_FILE < APEX_CFG_ variables)."""
+        config = self.node.config
+        if config is not None and (config.version or not self.timeout_from_env):
+            return float(config.config.agent_timeout)
+        return self.settings.agent_timeout
 
     async def _stream(self, req: AgentRequest) -> AsyncIterator[bytes]:
         # bounded: a slow reader pauses the agents instead of growing this queue
@@ -243,21 +253,26 @@ class BackendApp:
         rows = await asyncio.to_thread(self.store.query, "SELECT 1")
         return rows == [(1,)]
 
+    async def worker_ok(self) -> bool:
+        """The job worker runs (it waits Redis errors out; anything else would end it)."""
+        return self.worker is not None and not self.worker.done()
+
     async def start(self) -> None:
         await self.cache.start()
-        await self.node.start()
         await self.jobs.setup()
-        worker = Worker(self.jobs, f"backend-{os.getpid()}", handlers(self.jobs))
+        self.worker = asyncio.create_task(self.job_worker.run())
         self.tasks = [
             asyncio.create_task(c)
             for c in (
                 self.ledger.run_relay(),  # also recovers what a crash left in the outbox
                 self.aggregator.run(),
-                worker.run(),
             )
         ]
+        self.tasks.append(self.worker)
+        await self.node.start()  # its first heartbeat runs the checks, the worker's too
 
     async def stop(self) -> None:
+        self.job_worker.stop()  # a cancellation alone may be swallowed by the Redis client
         for task in self.tasks:
             task.cancel()
         await self.http.aclose()

@@ -28,11 +28,15 @@ CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id
     created_at REAL NOT NULL, delivered_at REAL);
 """
 
+# The marker is set only after INCRBY succeeded: a refused increment (an error ends the
+# script, and what it already wrote stays written) must leave the row to be retried.
 _APPLY = """
-if redis.call('SET', KEYS[2], '1', 'NX') then
-  return redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  return false
 end
-return false
+local balance = redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], '1')
+return balance
 """
 
 
@@ -57,11 +61,11 @@ class Ledger:
                 db.execute("COMMIT")
             except sqlite3.IntegrityError:  # the same idempotency key: the earlier purchase
                 db.execute("ROLLBACK")
-                row = db.execute(
+                [(earlier,)] = db.execute(
                     "SELECT id FROM ledger WHERE user_id = ? AND idempotency_key = ?",
                     (user_id, key),
-                ).fetchone()
-                return int(row[0]), False
+                ).fetchall()
+                return int(earlier), False
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -87,22 +91,22 @@ class Ledger:
         return len(rows)
 
     async def balances(self, user_id: str) -> dict[str, Any]:
-        rows = await asyncio.to_thread(
+        [(balance, entries)] = await asyncio.to_thread(
             self.store.query,
             "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM ledger WHERE user_id = ?",
             (user_id,),
         )
-        pending = await asyncio.to_thread(
+        [(pending,)] = await asyncio.to_thread(
             self.store.query,
             "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND user_id = ?",
             (user_id,),
         )
         cached = await self.redis.get(balance_key(user_id))
         return {
-            "sqlite_balance": rows[0][0],
+            "sqlite_balance": balance,
             "redis_balance": int(cached or 0),
-            "entries": rows[0][1],
-            "pending": pending[0][0],
+            "entries": entries,
+            "pending": pending,
         }
 
     async def run_relay(self, interval: float = 0.2) -> None:
@@ -114,14 +118,14 @@ class Ledger:
 
 
 def _insert(db: sqlite3.Connection, user_id: str, amount: int, key: str) -> int:
-    cur = db.execute(
-        "INSERT INTO ledger (user_id, amount, idempotency_key, created_at) VALUES (?, ?, ?, ?)",
+    [(ledger_id,)] = db.execute(
+        "INSERT INTO ledger (user_id, amount, idempotency_key, created_at) VALUES (?, ?, ?, ?)"
+        " RETURNING id",
         (user_id, amount, key, time.time()),
-    )
-    ledger_id = int(cur.lastrowid or 0)
+    ).fetchall()
     payload = json.dumps({"ledger_id": ledger_id, "user_id": user_id, "amount": amount})
     db.execute(
         "INSERT INTO outbox (user_id, payload, created_at) VALUES (?, ?, ?)",
         (user_id, payload, time.time()),
     )
-    return ledger_id
+    return int(ledger_id)
