@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,6 +29,12 @@ class Platform:
     @property
     def local(self) -> bool:
         return self.stack is not None
+
+    def setting(self, name: str, default: str) -> str:
+        """One APEX_* setting of the platform: the launched stack's, or what the job that
+        names a deployment exports beside its URLs."""
+        env = self.stack.env if self.stack is not None else os.environ
+        return env.get(name) or default
 
 
 def service_urls(endpoints: Endpoints) -> dict[str, str]:

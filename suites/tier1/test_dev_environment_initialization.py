@@ -43,7 +43,7 @@ CONTRACT = ("REDIS_URL", "APEX_AUTH_URL", "APEX_BACKEND_URL", "APEX_GATEWAY_URL"
 READY_CHECKS: dict[str, dict[str, bool]] = {  # what each service's readiness rests on
     "idp": {"redis": True},
     "auth": {"redis": True},
-    "backend": {"redis": True, "sqlite": True},
+    "backend": {"redis": True, "sqlite": True, "jobs_worker": True},
     "gateway": {"redis": True, "backend": True},
 }
 

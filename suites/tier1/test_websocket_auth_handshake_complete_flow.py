@@ -21,7 +21,6 @@ from joserfc.jwk import KeySet
 from websockets.typing import Subprotocol
 
 from apex.client import ApexClient, Endpoints, Tokens, ask, connect, query_of, receive
-from apex.launcher import Stack
 from suites.platform import Platform
 from suites.tier1.handshake_helpers import (
     CALLBACK,
@@ -242,10 +241,10 @@ async def test_token_refresh_keeps_the_user_connected(endpoints: Endpoints) -> N
     assert hello["session_id"] == tokens.session_id
 
 
-async def test_token_lifetimes(endpoints: Endpoints, local_stack: Stack) -> None:
-    access_ttl = int(local_stack.env.get("APEX_ACCESS_TOKEN_TTL") or 900)
-    refresh_ttl = int(local_stack.env.get("APEX_REFRESH_TOKEN_TTL") or 7 * 24 * 3600)
-    async with ApexClient(endpoints) as api:
+async def test_token_lifetimes(platform: Platform) -> None:
+    access_ttl = int(platform.setting("APEX_ACCESS_TOKEN_TTL", "900"))
+    refresh_ttl = int(platform.setting("APEX_REFRESH_TOKEN_TTL", str(7 * 24 * 3600)))
+    async with ApexClient(platform.endpoints) as api:
         _, tokens = await api.new_user("lifetime")
         fresh = await api.refresh(tokens)
     for pair in (tokens, fresh):  # a rotated pair lives exactly as long as the first
@@ -357,6 +356,9 @@ async def test_one_run_at_a_time_and_stop_cancels_it(endpoints: Endpoints) -> No
             await ws.send(json.dumps({"type": kind, "payload": {"content": "usage"}}))
         stopped = await until_done(ws)
         after = await ask(ws, "usage again")
+        await ws.send(json.dumps({"type": "stop_agent", "payload": {}}))
+        idle = await receive(ws)  # a finished run is not stopped after the fact
+    assert (idle["type"], idle["payload"].get("code")) == ("error", "no_run"), (idle, after)
     busy = [f for f in first if f["type"] == "error"]
     assert [b["payload"]["code"] for b in busy] == ["busy"] and "seq" not in busy[0]
     assert first[-1]["type"] == "agent_completed" and after[-1]["type"] == "agent_completed"
