@@ -8,7 +8,7 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -194,6 +194,13 @@ def cli() -> None:
     metavar="RESULT.json",
     help="A `mutate --json` result: reports show the MRR verified by mutation.",
 )
+@click.option(
+    "--baseline",
+    type=EXISTING,
+    metavar="RUN.json",
+    help="Compare with this run report (default: the last run of the level on record).",
+)
+@click.option("--no-baseline", is_flag=True, help="Compare with no earlier run.")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def run(**opts: Any) -> None:
     """Run the selected tests (extra pytest arguments go after `--`)."""
@@ -247,8 +254,16 @@ def _run_only(opts: dict[str, Any]) -> dict[str, Any]:
         "record_durations": not opts["no_record_durations"],
         "history_file": None if opts["no_history"] else opts["history_file"],
         "mutation": opts["mutation"],
+        "baseline": _baseline(opts),
+        "history_baseline": not opts["no_baseline"],
         "verbosity": _verbosity(opts),
     }
+
+
+def _baseline(opts: dict[str, Any]) -> Path | None:
+    if opts["baseline"] and opts["no_baseline"]:
+        raise UsageError("--baseline and --no-baseline contradict each other")
+    return cast(Path | None, opts["baseline"])
 
 
 def _verbosity(opts: dict[str, Any]) -> int:

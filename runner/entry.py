@@ -18,8 +18,8 @@ RUN_PYTEST = frozenset({"run", "validate", "init"})
 NO_PYTEST_FLAGS = frozenset({"--list", "-h", "--help", "--version"})
 TAKES_VALUE = frozenset(
     {
-        "--budget", "--by", "--changed", "--detect-flakes", "--durations-file", "--env",
-        "--fail-under", "--format", "--gate", "--history-file", "--html", "--id", "--json",
+        "--baseline", "--budget", "--by", "--changed", "--detect-flakes", "--durations-file",
+        "--env", "--fail-under", "--format", "--gate", "--history-file", "--html", "--id", "--json",
         "--junit", "--last", "--level", "--markdown", "--mutation", "--output", "--pattern",
         "--registry", "--sample", "--seed", "--shard", "--tier", "--time-budget",
         "--timeout", "--workers", "-o",

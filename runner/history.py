@@ -7,6 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from runner.baseline import Baseline
 from runner.errors import UsageError
 from runner.results import Status
 from runner.verdict import Outcome
@@ -81,6 +82,27 @@ def _results(run_id: int, outcome: Outcome) -> list[tuple[Any, ...]]:
         )
         for r in outcome.run.entries
     ]
+
+
+LAST_RUN = "SELECT id, started_at, protected FROM runs WHERE level = ? ORDER BY id DESC LIMIT 1"
+STATUSES = "SELECT entry_id, status FROM results WHERE run_id = ?"
+
+
+def last_run(path: Path, level: str) -> Baseline | None:
+    """The last run of `level` on record, as a baseline; None when there is none (or the
+    history cannot be read: a comparison is a courtesy, never a reason to stop)."""
+    if not path.is_file():
+        return None
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=2.0)) as db:
+            row = db.execute(LAST_RUN, (level,)).fetchone()
+            statuses = db.execute(STATUSES, (row[0],)).fetchall() if row else []
+    except sqlite3.Error:
+        return None
+    if row is None:
+        return None
+    source = f"the last {level} run on record (#{row[0]}, {row[1]})"
+    return Baseline(source=source, protected=float(row[2]), statuses=dict(statuses))
 
 
 def summary(path: Path, last: int = 20) -> dict[str, Any]:

@@ -64,6 +64,8 @@ class RunRequest:
     record_durations: bool = True
     history_file: Path | None = DEFAULT_HISTORY  # None: the run is not recorded
     mutation: Path | None = None  # a `mutate --json` result, for MRR verified by mutation
+    baseline: Path | None = None  # a JSON run report to compare with
+    history_baseline: bool = True  # without `baseline`: compare with the last run on record
     verbosity: int = 0  # -1: no live output, 0: entries and failing tests, 1: every test
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from runner import signals
 from runner.errors import ExitCode, UsageError
@@ -18,6 +19,9 @@ from runner.gates import GateVerdict, evaluate_gate
 from runner.model import Registry
 from runner.results import FAILING, ChildRun, EntryResult, RunResult, Status
 from runner.summary import Summary, money, summarize
+
+if TYPE_CHECKING:
+    from runner.baseline import Comparison
 
 PRIORITY = (
     ExitCode.RUN_BROKEN,
@@ -48,6 +52,7 @@ class Outcome:
     exit_code: int
     reasons: tuple[Reason, ...] = ()
     pytest_args: tuple[str, ...] = ()
+    comparison: Comparison | None = None  # against a baseline run (runner.baseline)
 
     @property
     def environment(self) -> str | None:

@@ -9,6 +9,8 @@ from dataclasses import replace
 from typing import Any
 
 from runner import history, quarantine
+from runner.baseline import compare
+from runner.commands.baseline import load_baseline
 from runner.errors import EmptySelectionError
 from runner.model import Registry
 from runner.mutation.score import read_scores
@@ -34,9 +36,8 @@ def run(registry: Registry, selection: Selection, request: RunRequest) -> int:
 
         return detect_flakes(registry, selection, request)
     scores = None if request.mutation is None else read_scores(request.mutation)  # input first
+    baseline = load_baseline(request, registry.root, selection.level)
     plan = prepare(registry, selection, request)
-    for note in plan.notes:
-        print(note, flush=True)
     progress = LazyProgress(registry, request.verbosity)
     try:
         result = _supervise(registry, plan, request, progress)
@@ -51,6 +52,7 @@ def run(registry: Registry, selection: Selection, request: RunRequest) -> int:
     if request.fail_fast:
         result = annotate_not_run(result, FAIL_FAST_NOTE)
     outcome = judge(registry, result, request.gate, request.pytest_args)
+    outcome = outcome if baseline is None else compare(outcome, baseline)
     return finish(outcome, request, progress.console(), plan.store)
 
 
@@ -68,14 +70,16 @@ def finish(
 
 
 def prepare(registry: Registry, selection: Selection, request: RunRequest) -> Narrowed:
-    """Plan the run; refuse to start pytest for nothing (an empty shard is a run of its
-    own: its report tells `merge` it was there)."""
+    """Plan the run and say what planning decided; refuse to start pytest for nothing (an
+    empty shard is a run of its own: its report tells `merge` it was there)."""
     plan = plan_run(registry, selection, request)
     narrowed = plan.left_out or plan.context.changed or plan.context.shard
     if not plan.selection.runnable and not narrowed:
         raise EmptySelectionError(
-            f"{len(selection.pending)} tests match, but all are pending: nothing to run"
+            f"{len(selection.pending)} entries match, but all are pending: nothing to run"
         )
+    for note in plan.notes:
+        print(note, flush=True)
     return plan
 
 

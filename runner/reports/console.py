@@ -19,6 +19,8 @@ from runner.reports.tables import (
     PROTECTED,
     TIER_COLUMNS,
     attention,
+    baseline_head,
+    baseline_rows,
     mutation_line,
     printable,
     quarantine_line,
@@ -78,7 +80,19 @@ def render_summary(console: Console, outcome: Outcome) -> None:
     line = mutation_line(outcome)
     if line:
         console.print(line, highlight=False)
+    _baseline(console, outcome)
     console.print(_test_counts(outcome), highlight=False)
+
+
+def _baseline(console: Console, outcome: Outcome) -> None:
+    head = baseline_head(outcome)
+    if head is None:
+        return
+    console.print(Text(printable(head)), soft_wrap=True)
+    for entry_id, tier, mrr, change, then, now in baseline_rows(outcome):
+        style = {"new failure": "red", "fixed": "green"}.get(change, "")
+        text = f"  {change}: {entry_id} (tier {tier}, {mrr} MRR), {then} -> {now}"
+        console.print(Text(printable(text), style=style), soft_wrap=True)
 
 
 def _test_counts(outcome: Outcome) -> str:

@@ -7,8 +7,11 @@ from html import escape
 from runner.errors import ExitCode
 from runner.model import Entry
 from runner.reports.tables import (
+    BASELINE_COLUMNS,
     TIER_COLUMNS,
     attention,
+    baseline_head,
+    baseline_rows,
     mutation_line,
     reasons_shown,
     tier_rows,
@@ -42,6 +45,9 @@ def render_html(outcome: Outcome) -> str:
         _tiers(outcome),
         *_why(outcome),
         *_gate(outcome),
+        *_baseline(outcome),
+        "<h2>Entries</h2>",
+        _entries(outcome),
         *_failures(outcome),
         "<h2>Durations</h2>",
         _durations(outcome),
@@ -76,33 +82,34 @@ def _head(outcome: Outcome) -> list[str]:
     ]
 
 
-WIDTH, BAR, GAP, LABEL_W = 720, 26, 12, 260
+WIDTH, BAR, GAP, LABEL_H = 720, 26, 12, 18  # a label above its bar: never cut off
+ROW = LABEL_H + BAR + GAP
 
 
 def _chart(outcome: Outcome) -> str:
     """A stacked bar per tier: protected, at risk, unverified, scaled to the largest row."""
     rows = [*outcome.summary.tiers, outcome.summary.total]
     scale = max((r.registered_mrr for r in rows), default=1.0) or 1.0
-    bars = "".join(_bar(row, i * (BAR + GAP), scale) for i, row in enumerate(rows))
+    bars = "".join(_bar(row, i * ROW, scale) for i, row in enumerate(rows))
     legend = "".join(
         f'<span><i class="sw" style="background:{c}"></i>{n}</span>' for n, c in COLORS.items()
     )
     return (
         f'<svg role="img" aria-label="MRR by tier" width="{WIDTH}" '
-        f'height="{len(rows) * (BAR + GAP)}" xmlns="http://www.w3.org/2000/svg">{bars}'
+        f'height="{len(rows) * ROW}" xmlns="http://www.w3.org/2000/svg">{bars}'
         f'</svg><div class="legend">{legend}</div>'
     )
 
 
 def _bar(row: TierSummary, y: int, scale: float) -> str:
-    parts = [f'<text x="0" y="{y + 18}" font-size="13">{escape(row.label[:34])}</text>']
-    x = float(LABEL_W)
+    parts = [f'<text x="0" y="{y + 13}" font-size="13">{escape(row.label)}</text>']
+    x, y = 0.0, y + LABEL_H
     for name, value in (
         ("protected", row.protected),
         ("at risk", row.at_risk),
         ("unverified", row.unverified),
     ):
-        w = (WIDTH - LABEL_W - 90) * value / scale
+        w = (WIDTH - 90) * value / scale
         parts.append(
             f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{BAR}" '
             f'fill="{COLORS[name]}"><title>{name}: {money(value)}</title></rect>'
@@ -124,6 +131,40 @@ def _tiers(outcome: Outcome) -> str:
 
 def _tier_row(cells: list[str]) -> str:
     return "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>"
+
+
+def _cells(cells: list[str], tag: str = "td") -> str:
+    return "<tr>" + "".join(f"<{tag}>{escape(c)}</{tag}>" for c in cells) + "</tr>"
+
+
+def _baseline(outcome: Outcome) -> list[str]:
+    head = baseline_head(outcome)
+    if head is None:
+        return []
+    rows = "".join(_cells(cells) for cells in baseline_rows(outcome))
+    table = f"<table>{_cells(list(BASELINE_COLUMNS), 'th')}{rows}</table>" if rows else ""
+    return ["<h2>Since the baseline</h2>", f"<p>{escape(head)}</p>", table]
+
+
+ENTRY_COLUMNS = ["Entry", "Name", "Tier", "MRR", "Owner", "Status", "Duration", "Flaky"]
+ENTRY_COLUMNS += ["Quarantined", "Since the baseline"]
+
+
+def _entries(outcome: Outcome) -> str:
+    """Every selected entry: what it is worth, whose it is, how it went."""
+    changes = outcome.comparison.changes if outcome.comparison else {}
+    entries = {e.id: e for e in outcome.registry.tests}
+    rows = []
+    for result in outcome.run.entries:
+        e = entries[result.entry_id]
+        flaky = sum(t.status is Status.FLAKY for t in result.tests)
+        rows.append(_cells([
+            e.id, e.name, str(e.tier), money(e.mrr), e.owner, str(result.status),
+            f"{result.duration:.2f} s", str(flaky) if flaky else "",
+            "yes" if result.status is Status.QUARANTINED else "",
+            str(changes.get(e.id, "")),
+        ]))  # fmt: skip
+    return f"<table>{_cells(ENTRY_COLUMNS, 'th')}{''.join(rows)}</table>"
 
 
 def _why(outcome: Outcome) -> list[str]:
@@ -155,20 +196,32 @@ def _failures(outcome: Outcome) -> list[str]:
     ]
 
 
+SHOWN, TEXT = 10, 4_000  # failing tests in full per entry, characters per traceback
+
+
 def _failure(e: Entry, result: EntryResult) -> str:
+    """The entry's failing tests, the first SHOWN with their output (cut at TEXT
+    characters): a report of 10,000 failures still opens; the JSON keeps everything."""
+    bad = [t for t in result.tests if t.status in FAILING or t.status is Status.FLAKY]
     details = "".join(
         f"<details><summary>{escape(t.nodeid)} — {t.status}</summary>"
-        f"<pre>{escape(t.longrepr or t.message)}</pre>"
-        + (f"<pre>{escape(t.output)}</pre>" if t.output else "")
+        f"<pre>{escape(_cut(t.longrepr or t.message))}</pre>"
+        + (f"<pre>{escape(_cut(t.output))}</pre>" if t.output else "")
         + "</details>"
-        for t in result.tests
-        if t.status in FAILING or t.status is Status.FLAKY
+        for t in bad[:SHOWN]
     )
+    rest = [t.nodeid for t in bad[SHOWN:]]
+    if rest:
+        details += f"<p>and {len(rest)} more failing: {escape(', '.join(rest))}</p>"
     return (
         f"<h3>{escape(e.name)} <small>({escape(e.id)}, tier {e.tier}, {money(e.mrr)}, "
         f"{escape(e.owner)})</small></h3><p>{escape(result.message or result.note)}</p>"
         f"{details}"
     )
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= TEXT else text[:TEXT] + f"\n[{len(text) - TEXT} more characters]"
 
 
 def _durations(outcome: Outcome) -> str:

@@ -37,6 +37,7 @@ def to_dict(outcome: Outcome) -> dict[str, Any]:
         "at_risk_by_owner": [{"owner": o, "mrr": m} for o, m in outcome.summary.at_risk_by_owner],
         "unregistered": list(run.unregistered),
         "gate": _gate(outcome.gate),
+        "baseline": outcome.comparison.as_dict() if outcome.comparison else None,
     }
 
 

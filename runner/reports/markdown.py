@@ -7,8 +7,11 @@ import html
 from runner.errors import ExitCode
 from runner.model import Entry
 from runner.reports.tables import (
+    BASELINE_COLUMNS,
     TIER_COLUMNS,
     attention,
+    baseline_head,
+    baseline_rows,
     mutation_line,
     printable,
     quarantine_line,
@@ -77,8 +80,19 @@ def _lines(outcome: Outcome) -> list[str]:
     lines.append(_row(last, bold=True))
     mutation = mutation_line(outcome)
     lines += ["", mutation] if mutation else []
-    sections = _why(outcome) + _gate(outcome) + _failures(outcome) + _quarantined(outcome)
+    sections = _why(outcome) + _gate(outcome) + _baseline(outcome) + _failures(outcome)
+    sections += _quarantined(outcome)
     return lines + sections + _unverified(outcome)
+
+
+def _baseline(outcome: Outcome) -> list[str]:
+    head = baseline_head(outcome)
+    if head is None:
+        return []
+    rows = baseline_rows(outcome)
+    table = ["", "| " + " | ".join(BASELINE_COLUMNS) + " |", "|---" * len(BASELINE_COLUMNS) + "|"]
+    body = [_row([_cell(c) for c in cells]) for cells in rows]
+    return ["", "### Since the baseline", "", _cell(head), *(table + body if rows else [])]
 
 
 def _quarantined(outcome: Outcome) -> list[str]:

@@ -134,3 +134,44 @@ def mutation_line(outcome: Outcome) -> str | None:
         f"{money(round(verified))} of {money(total.registered_mrr)} MRR verified by mutation "
         f"({len(scores)} entries scored), beside {money(total.protected)} protected"
     )
+
+
+BASELINE_COLUMNS = ("Entry", "Tier", "MRR", "Change", "Then", "Now")
+
+
+def baseline_head(outcome: Outcome) -> str | None:
+    """One line: what this run is compared with, the protected MRR's move, the counts."""
+    comparison = outcome.comparison
+    if comparison is None:
+        return None
+    counts = ", ".join(f"{n} {change}" for change, n in comparison.counts().items())
+    sign = "+" if comparison.delta >= 0 else "-"
+    return (
+        f"Against {comparison.source}: protected MRR {sign}{money(abs(comparison.delta))} "
+        f"({money(comparison.protected_before)} then, {money(comparison.protected_now)} now); "
+        + (counts or "no entry changed")
+    )
+
+
+def baseline_rows(outcome: Outcome) -> list[list[str]]:
+    """A row per entry that changed, in BASELINE_COLUMNS order; a removed entry has no
+    tier or MRR any more."""
+    comparison = outcome.comparison
+    if comparison is None:
+        return []
+    entries = {e.id: e for e in outcome.registry.tests}
+    now = {r.entry_id: str(r.status) for r in outcome.run.entries}
+    rows = []
+    for entry_id, change in comparison.changes.items():
+        entry = entries.get(entry_id)
+        rows.append(
+            [
+                entry_id,
+                str(entry.tier) if entry else "-",
+                money(entry.mrr) if entry else "-",
+                str(change),
+                comparison.before.get(entry_id, "-"),
+                now.get(entry_id, "-"),
+            ]
+        )
+    return rows
