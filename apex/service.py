@@ -101,16 +101,17 @@ def redis_check(client: aioredis.Redis) -> Check:
     return ping
 
 
-def make_redis(url: str) -> aioredis.Redis:
+def make_redis(url: str, timeout: float) -> aioredis.Redis:
     """A client whose pool is bounded: a burst of requests waits for a connection instead of
-    opening hundreds at once (which times out connects on a small machine)."""
+    opening hundreds at once (which times out connects on a small machine). A command that
+    takes longer than `timeout` seconds fails: a stalled Redis is an error, not a hang."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=64,
         timeout=5.0,
         decode_responses=True,
         socket_connect_timeout=1.0,
-        socket_timeout=2.0,
+        socket_timeout=timeout,
         health_check_interval=5,
     )
     return aioredis.Redis(connection_pool=pool)

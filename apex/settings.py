@@ -63,6 +63,7 @@ class Settings:
     login_window: float = 300.0
     self_url: str = ""
     config_file: str = ""
+    redis_timeout: float = 2.0  # seconds a Redis command may take before it fails
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -103,4 +104,5 @@ _ENV: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "login_window": ("APEX_LOGIN_WINDOW", _float),
     "self_url": ("APEX_SELF_URL", _text),
     "config_file": ("APEX_CONFIG_FILE", _text),
+    "redis_timeout": ("APEX_REDIS_TIMEOUT", _float),
 }

@@ -44,7 +44,7 @@ class AuthApp:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = make_redis(settings.redis_url)
+        self.redis = make_redis(settings.redis_url, settings.redis_timeout)
         self.sessions = SessionStore(self.redis)
         self.cache = SessionCache(self.sessions)
         self.users = UserStore(Path(settings.data_dir) / "auth.db")

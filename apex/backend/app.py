@@ -58,7 +58,7 @@ async def json_object(request: Request) -> dict[str, Any]:
 class BackendApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = make_redis(settings.redis_url)
+        self.redis = make_redis(settings.redis_url, settings.redis_timeout)
         self.sessions = SessionStore(self.redis)
         self.cache = SessionCache(self.sessions)
         self.store = Store(Path(settings.data_dir) / "backend.db")

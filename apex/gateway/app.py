@@ -49,7 +49,7 @@ def handshake_token(ws: WebSocket) -> tuple[str, str | None]:
 class GatewayApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.redis = make_redis(settings.redis_url)
+        self.redis = make_redis(settings.redis_url, settings.redis_timeout)
         self.cache = SessionCache(SessionStore(self.redis))
         self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.backend_timeout, connect=1.0))
         self.breaker = CircuitBreaker(

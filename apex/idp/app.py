@@ -180,7 +180,7 @@ def create_app() -> Starlette:
     issuer = os.environ.get("APEX_IDP_URL", "http://127.0.0.1")
     callback = os.environ.get("APEX_AUTH_URL", "http://127.0.0.1") + "/auth/oauth/callback"
     settings = Settings.from_env()
-    client = make_redis(settings.redis_url)
+    client = make_redis(settings.redis_url, settings.redis_timeout)
     node = Node("idp", settings, client, {"redis": redis_check(client)})  # it needs Redis too
     idp = IdentityProvider(issuer, {callback}, node)
 

@@ -165,7 +165,8 @@ async def test_http_limit_fails_open_when_redis_writes_stall(local_stack: Stack)
         after = await api.http.get(url, headers=tokens.header)
         counted = await client.get(f"rl:http-user:{user_id(tokens)}:{slot}")
     assert during.status_code == 404  # let through (the route answers), not 429 / 500 / 503
-    assert 1.5 < took < 4  # the count's write timed out; the request did not hang
+    timeout = float(local_stack.env["APEX_REDIS_TIMEOUT"])
+    assert 0.75 * timeout < took < timeout + 2  # the count's write timed out; no hang
     assert (after.status_code, counted) == (404, "1")  # counting again once Redis writes
 
 

@@ -116,7 +116,8 @@ async def test_the_backend_job_worker_survives_a_redis_stall(
     local_stack: Stack, redis_client: aioredis.Redis, job_key: str
 ) -> None:
     try:
-        await pause_redis(redis_client, 2.3)  # past the backend's 2 s socket timeout
+        stall = float(local_stack.env["APEX_REDIS_TIMEOUT"]) + 0.3
+        await pause_redis(redis_client, stall)  # past the backend's Redis socket timeout
     finally:
         await redis_client.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
     await Queue(redis_client, "jobs").publish("record", {"value": "after"}, key=job_key)
