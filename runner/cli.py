@@ -130,6 +130,11 @@ selection_options = _stack(
         "entries without covers always run.",
     ),
     click.option(
+        "--observe",
+        is_flag=True,
+        help="With --changed: run everything, and measure what the selection would miss.",
+    ),
+    click.option(
         "--env",
         metavar="NAME",
         help="Environment profile from the registry's `environments` (default: launch locally).",
@@ -229,14 +234,23 @@ def _run_request(opts: dict[str, Any]) -> RunRequest:
             tiers=tuple(opts["tiers"]),
             ids=tuple(opts["ids"]),
         ),
-        narrowing=Narrowing(
-            changed=opts["changed"], shard=parse_shard(opts["shard"]), budget=opts["budget"]
-        ),
+        narrowing=_narrowing(opts),
         env=opts["env"],
         gate=opts["gate"],
         timeout=opts["timeout"],
         durations_file=opts["durations_file"],
         **_run_only(opts),
+    )
+
+
+def _narrowing(opts: dict[str, Any]) -> Narrowing:
+    if opts["observe"] and opts["changed"] is None:
+        raise UsageError("--observe measures --changed REF: give it a REF")
+    return Narrowing(
+        changed=opts["changed"],
+        shard=parse_shard(opts["shard"]),
+        budget=opts["budget"],
+        observe=opts["observe"],
     )
 
 

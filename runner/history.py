@@ -9,6 +9,7 @@ from typing import Any
 
 from runner.baseline import Baseline
 from runner.errors import UsageError
+from runner.recall import observed
 from runner.results import Status
 from runner.verdict import Outcome
 
@@ -21,11 +22,19 @@ CREATE TABLE IF NOT EXISTS results (run_id INTEGER REFERENCES runs(id), entry_id
 """
 
 
+# columns added since the first schema: an older history gains them when next written
+ADDED = {"recall": "REAL", "recall_mrr": "REAL"}
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, timeout=2.0)  # a locked database: a warning, not a wait
     try:
         db.executescript(SCHEMA)
+        have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        for name, kind in ADDED.items():
+            if name not in have:
+                db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
     except sqlite3.Error:
         db.close()
         raise
@@ -34,13 +43,19 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 INSERT_RUN = (
     "INSERT INTO runs (started_at, level, exit_code, duration_s, registered, "
-    "protected, at_risk, unverified) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "protected, at_risk, unverified, recall, recall_mrr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-RUNS = (
-    "SELECT id, started_at, level, exit_code, protected, registered, at_risk FROM runs "
-    "ORDER BY id DESC LIMIT ?"
-)
-RUN_KEYS = ("id", "started_at", "level", "exit_code", "protected", "registered", "at_risk")
+RUN_KEYS: tuple[str, ...] = ("id", "started_at", "level", "exit_code", "protected")
+RUN_KEYS += ("registered", "at_risk", *ADDED)
+
+
+def _runs_query(db: sqlite3.Connection) -> str:
+    """The runs, newest first; columns an older history lacks read as null."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    columns = [k if k in have or k not in ADDED else f"NULL AS {k}" for k in RUN_KEYS]
+    return f"SELECT {', '.join(columns)} FROM runs ORDER BY id DESC LIMIT ?"
+
+
 FLAKIEST = (
     "SELECT entry_id, SUM(status = ?) AS flaky, COUNT(DISTINCT status) AS outcomes, "
     "COUNT(*) FROM results GROUP BY entry_id HAVING flaky > 0 OR outcomes > 1 "
@@ -55,6 +70,7 @@ SLOWEST = (
 def append(path: Path, outcome: Outcome) -> int:
     """Record one run; returns its id."""
     total, run = outcome.summary.total, outcome.run
+    found = observed(outcome)
     row = (
         run.started_at,
         run.level,
@@ -64,6 +80,8 @@ def append(path: Path, outcome: Outcome) -> int:
         total.protected,
         total.at_risk,
         total.unverified,
+        found.recall if found else None,
+        found.recall_mrr if found else None,
     )
     with contextlib.closing(_connect(path)) as db, db:
         run_id = int(db.execute(INSERT_RUN, row).lastrowid or 0)
@@ -111,7 +129,7 @@ def summary(path: Path, last: int = 20) -> dict[str, Any]:
         return {"runs": [], "flakiest": [], "slowest": []}
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=2.0)) as db:
-            runs = db.execute(RUNS, (last,)).fetchall()
+            runs = db.execute(_runs_query(db), (last,)).fetchall()
             flaky = db.execute(FLAKIEST, (Status.FLAKY,)).fetchall()
             slow = db.execute(SLOWEST).fetchall()
     except sqlite3.Error as exc:

@@ -103,6 +103,15 @@ class Entry:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChangePolicy:
+    """The registry's `changed:` section: the safety nets of `--changed REF`."""
+
+    always_full: tuple[str, ...] = ()  # .gitignore globs: a change to one runs everything
+    never_skip: tuple[str, ...] = ()  # entry ids that run whatever changed
+    never_skip_tiers: tuple[int, ...] = ()  # tiers whose entries run whatever changed
+
+
+@dataclass(frozen=True, kw_only=True)
 class Registry:
     path: Path
     root: Path
@@ -114,6 +123,7 @@ class Registry:
     tests: tuple[Entry, ...] = ()
     suite_roots: tuple[str, ...] = ()
     environments: dict[str, Environment] = field(default_factory=dict)
+    changed: ChangePolicy = field(default_factory=ChangePolicy)
 
     @cached_property
     def by_id(self) -> dict[str, Entry]:

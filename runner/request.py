@@ -25,6 +25,7 @@ class Narrowing:
     changed: str | None = None  # a git revision: only what a change since it touches
     shard: tuple[int, int] | None = None  # (K, N): shard K of N
     budget: float | None = None  # seconds: the most MRR that fits
+    observe: bool = False  # with `changed`: run everything, measure what it would skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -67,6 +67,7 @@ class Project:
     def child_env(self) -> dict[str, str]:
         env = {**os.environ, "NO_COLOR": "1", "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
         env.pop("UTR_REGISTRY", None)
+        env.pop("UTR_CHANGED_FULL", None)
         self.scratch.mkdir(exist_ok=True)
         env["TMPDIR"] = str(self.scratch)
         return {**env, **self.env}

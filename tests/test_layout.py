@@ -15,7 +15,7 @@ RUNNER = REPO / "runner"
 # each layer may import only the layers listed after it (and itself)
 LAYERS = ["cli", "commands", "reports", "mutation", "supervisor", "planning", "registry", "core"]
 CORE = {"errors", "model", "results", "select", "summary", "gates", "verdict", "signals"}
-CORE |= {"request", "files", "history", "entry", "quarantine", "baseline"}
+CORE |= {"request", "files", "history", "entry", "quarantine", "baseline", "recall"}
 
 
 def _layer(module: str) -> str:

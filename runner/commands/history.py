@@ -16,9 +16,11 @@ def history(history_file: Path, last: int, *, as_json: bool) -> None:
         return
     print("RUN  STARTED                    LEVEL         EXIT  PROTECTED      OF")
     for r in data["runs"]:
+        recall = r["recall"]  # a run of --changed --observe measured its selection
         print(
             f"{r['id']:<4} {r['started_at']:<26} {r['level']:<13} {r['exit_code']:<5} "
             f"{money(r['protected']):<14} {money(r['registered'])}"
+            + (f"  --changed recall {recall:.0%}" if recall is not None else "")
         )
     for f in data["flakiest"]:
         print(

@@ -8,12 +8,13 @@ without `covers` is always selected: nothing says what it protects, so it is saf
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import UsageError
-from runner.model import Entry
+from runner.model import ChangePolicy, Entry
 
 if TYPE_CHECKING:
     import pathspec
@@ -21,12 +22,23 @@ if TYPE_CHECKING:
 GIT_TIMEOUT = 60.0
 
 
+FORCE_FULL = "UTR_CHANGED_FULL"  # set (not "0"): `--changed` runs everything (CI, main)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Change:
-    """What changed since `ref`, as paths relative to the project root."""
+    """What changed since `ref`, as paths relative to the project root, and the registry's
+    safety nets: why everything runs anyway (`full`), what never is skipped."""
 
     ref: str
     files: tuple[str, ...]
+    full: str = ""  # why this change runs everything ("" when it does not)
+    policy: ChangePolicy = field(default_factory=ChangePolicy)
+    observe: bool = False  # run everything; measure what the selection would have skipped
+
+    def guards(self, entry: Entry) -> bool:
+        """Never skipped, whatever changed (`changed.never_skip`, `never_skip_tiers`)."""
+        return entry.id in self.policy.never_skip or entry.tier in self.policy.never_skip_tiers
 
     def touches(self, entry: Entry) -> bool:
         own = PurePosixPath(entry.file_part)
@@ -53,6 +65,17 @@ def changed_files(root: Path, ref: str) -> Change:
     untracked = _git(root, "ls-files", "--others", "--exclude-standard")
     files = sorted({*committed, *working, *untracked})
     return Change(ref=ref, files=tuple(files))
+
+
+def with_policy(change: Change, policy: ChangePolicy, observe: bool) -> Change:
+    """`change` with the registry's safety nets: a file matching `always_full`, or
+    $UTR_CHANGED_FULL, runs everything (and says why)."""
+    full = f"${FORCE_FULL} is set" if os.environ.get(FORCE_FULL, "0") != "0" else ""
+    if not full and policy.always_full:
+        spec = covers_spec(policy.always_full)
+        hit = next((f for f in change.files if spec.match_file(f)), None)
+        full = f"{hit} matches changed.always_full" if hit else ""
+    return replace(change, full=full, policy=policy, observe=observe)
 
 
 def _git(root: Path, *args: str) -> list[str]:

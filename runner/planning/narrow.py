@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import date
+from typing import Any
 
 from runner import quarantine
 from runner.model import Entry, Registry
 from runner.planning import budget, durations, shard
-from runner.planning.changed import Change, changed_files
+from runner.planning.changed import Change, changed_files, with_policy
 from runner.quarantine import InForce
 from runner.registry import environments
 from runner.request import Narrowing, RunRequest
@@ -38,6 +39,8 @@ def plan_run(registry: Registry, selection: Selection, request: RunRequest) -> N
     expected = durations.estimate(selection.runnable, store)
     ref = request.narrowing.changed
     change = None if ref is None else changed_files(registry.root, ref)
+    if change is not None:
+        change = with_policy(change, registry.changed, request.narrowing.observe)
     result = narrow(selection, expected, request.narrowing, change)
     result = _quarantined(registry, result, request.gate)
     result = replace(result, expected=expected, store=store)
@@ -146,32 +149,55 @@ def _budget(current: Narrowed, expected: dict[str, float], seconds: float) -> Na
 
 
 def _changed(current: Narrowed, change: Change) -> Narrowed:
+    """What the change touches, what has no covers, what is never skipped; the rest is
+    left out, unless the change runs everything (`full`) or is observed."""
     entries = current.selection.entries
     touched = [e for e in entries if e.covers and change.touches(e)]
     always = [e for e in entries if not e.covers]
     hit = {e.id for e in touched}  # a set: registries run to thousands of entries
-    out = [e for e in entries if e.covers and e.id not in hit]
-    context = replace(
-        current.context,
-        changed={
-            "ref": change.ref,
-            "files": list(change.files),
-            "touched": [e.id for e in touched],
-            "touched_mrr": sum(e.mrr for e in touched),
-            "always": [e.id for e in always],
-            "left_out": [e.id for e in out],
-        },
-    )
+    guarded = [e for e in entries if e.covers and e.id not in hit and change.guards(e)]
+    kept = hit | {e.id for e in guarded}
+    out = [e for e in entries if e.covers and e.id not in kept]
+    changed = _change_record(change, touched, always, out, guarded)
+    runs_all = bool(change.full or change.observe)
+    keep = entries if runs_all else [e for e in entries if e.id in kept or not e.covers]
     return replace(
         current,
-        selection=_keep(current.selection, touched + always),
-        context=context,
-        notes=(*current.notes, _change_note(change, touched, always, out)),
+        selection=_keep(current.selection, list(keep)),
+        context=replace(current.context, changed=changed),
+        notes=(*current.notes, _change_note(change, touched, always, out, guarded)),
     )
+
+
+def _change_record(
+    change: Change,
+    touched: list[Entry],
+    always: list[Entry],
+    out: list[Entry],
+    guarded: list[Entry],
+) -> dict[str, Any]:
+    """What the JSON report's `run.changed` carries (and `--observe` measures against)."""
+    changed: dict[str, Any] = {
+        "ref": change.ref,
+        "files": list(change.files),
+        "touched": [e.id for e in touched],
+        "touched_mrr": sum(e.mrr for e in touched),
+        "always": [e.id for e in always],
+        "left_out": [e.id for e in out],
+    }
+    if guarded:
+        changed["never_skipped"] = [e.id for e in guarded]
+    if change.full or change.observe:
+        changed.update(mode="observe" if change.observe else "full", full=change.full)
+    return changed
 
 
 def _change_note(
-    change: Change, touched: list[Entry], always: list[Entry], out: list[Entry]
+    change: Change,
+    touched: list[Entry],
+    always: list[Entry],
+    out: list[Entry],
+    guarded: list[Entry],
 ) -> str:
     note = (
         f"--changed {change.ref}: {len(change.files)} changed files; this change touches "
@@ -182,4 +208,11 @@ def _change_note(
             f"; {entries(len(always))} without covers always run "
             f"({money(sum(e.mrr for e in always))})"
         )
-    return note + f"; {entries(len(out))} not affected"
+    if guarded:
+        note += f"; {entries(len(guarded))} never skipped ({money(sum(e.mrr for e in guarded))})"
+    note += f"; {entries(len(out))} not affected"
+    if change.full:
+        return note + f": all run anyway, {change.full}"
+    if change.observe:
+        return note + ": --observe runs them all and measures what skipping them would miss"
+    return note

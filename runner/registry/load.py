@@ -13,6 +13,7 @@ from typing import Any
 
 from runner.errors import RegistryError
 from runner.model import IMPLEMENTED, PENDING, Entry, Gate, Level, Quarantine, Registry, Tier
+from runner.registry.change_policy import change_policy
 from runner.registry.environments import environments
 from runner.registry.quarantine import parse_quarantine
 from runner.registry.yamlread import LineDict, load_yaml
@@ -20,6 +21,7 @@ from runner.registry.yamlread import LineDict, load_yaml
 TOP_KEYS = {
     *("version", "default_level", "levels", "tiers", "gates", "tests", "suite_roots"),
     "environments",
+    "changed",
 }
 LEVEL_KEYS = {"description", "timeout", "includes", "workers"}
 TIER_KEYS = {"name", "retries", "description"}
@@ -92,6 +94,7 @@ def load_registry(path: Path, root: Path | None = None) -> Registry:
         tests=tests,
         suite_roots=_suite_roots(doc, tests, src),
         environments=envs,
+        changed=change_policy(doc.get("changed") or LineDict(), src, doc.line, tests),
     )
 
 

@@ -26,6 +26,7 @@ from runner.reports.tables import (
     quarantine_line,
     quarantined,
     reasons_shown,
+    recall_line,
     tier_rows,
     took,
     unregistered_lines,
@@ -81,6 +82,9 @@ def render_summary(console: Console, outcome: Outcome) -> None:
     if line:
         console.print(line, highlight=False)
     _baseline(console, outcome)
+    recall = recall_line(outcome)
+    if recall:
+        console.print(Text(printable(recall)), soft_wrap=True)
     console.print(_test_counts(outcome), highlight=False)
 
 

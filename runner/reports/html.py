@@ -14,6 +14,7 @@ from runner.reports.tables import (
     baseline_rows,
     mutation_line,
     reasons_shown,
+    recall_line,
     tier_rows,
     took,
 )
@@ -78,7 +79,7 @@ def _head(outcome: Outcome) -> list[str]:
         f"{money(total.at_risk)} at risk, {money(total.unverified)} unverified — exit "
         f"{outcome.exit_code}, {escape(took(outcome, 1))}, started "
         f"{escape(outcome.run.started_at)}</p>",
-        *(f"<p>{escape(line)}</p>" for line in (mutation_line(outcome),) if line),
+        *(f"<p>{escape(t)}</p>" for t in (mutation_line(outcome), recall_line(outcome)) if t),
     ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import runner
 from runner.gates import GateVerdict
 from runner.model import Entry, Registry
+from runner.recall import observed
 from runner.results import ChildRun, EntryResult, Status, TestResult
 from runner.summary import TierSummary
 from runner.verdict import Outcome
@@ -38,7 +39,13 @@ def to_dict(outcome: Outcome) -> dict[str, Any]:
         "unregistered": list(run.unregistered),
         "gate": _gate(outcome.gate),
         "baseline": outcome.comparison.as_dict() if outcome.comparison else None,
+        "selection_recall": _recall(outcome),
     }
+
+
+def _recall(outcome: Outcome) -> dict[str, Any] | None:
+    found = observed(outcome)
+    return None if found is None else found.as_dict()
 
 
 def _run_meta(outcome: Outcome) -> dict[str, Any]:

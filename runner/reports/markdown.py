@@ -17,6 +17,7 @@ from runner.reports.tables import (
     quarantine_line,
     quarantined,
     reasons_shown,
+    recall_line,
     tier_rows,
     took,
 )
@@ -78,8 +79,8 @@ def _lines(outcome: Outcome) -> list[str]:
     *tiers, last = tier_rows(outcome)
     lines += [_row(cells) for cells in tiers]
     lines.append(_row(last, bold=True))
-    mutation = mutation_line(outcome)
-    lines += ["", mutation] if mutation else []
+    extra = [line for line in (mutation_line(outcome), recall_line(outcome)) if line]
+    lines += [item for line in extra for item in ("", _cell(line))]
     sections = _why(outcome) + _gate(outcome) + _baseline(outcome) + _failures(outcome)
     sections += _quarantined(outcome)
     return lines + sections + _unverified(outcome)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from runner.errors import ExitCode
 from runner.model import Entry
+from runner.recall import observed
 from runner.results import EntryResult, Status
 from runner.summary import TierSummary, money
 from runner.verdict import Outcome, Reason
@@ -175,3 +176,21 @@ def baseline_rows(outcome: Outcome) -> list[list[str]]:
             ]
         )
     return rows
+
+
+def recall_line(outcome: Outcome) -> str | None:
+    """What `--changed REF --observe` measured: what skipping would have missed."""
+    found = observed(outcome)
+    if found is None:
+        return None
+    head = (
+        f"--observe: the selection would have skipped {len(found.skipped)} entries "
+        f"({money(found.skipped_mrr)} MRR); "
+    )
+    if found.recall is None or found.recall_mrr is None:
+        return head + "nothing failed, so nothing was missed (recall not measured)"
+    missed = f": {', '.join(found.missed)}" if found.missed else ""
+    return head + (
+        f"{len(found.missed)} of {found.failing} failing entries among them{missed}; "
+        f"recall {found.recall:.0%}, {found.recall_mrr:.0%} of the MRR at risk"
+    )

@@ -131,3 +131,96 @@ def test_a_project_in_a_subdirectory_of_the_repository(tmp_path: Path) -> None:
     plan = _plan(project)
     assert [t["id"] for t in plan["tests"]] == ["billing"]
     assert plan["changed"]["files"] == ["src/billing/invoice.py"]
+
+
+def _with_nets(repo: Project, **changed: Any) -> None:
+    """The fixture's registry with a `changed:` section, committed (so it is no change)."""
+    repo.registry(
+        [
+            entry("billing", "tests/test_billing.py", mrr=5000, covers=["src/billing/**"]),
+            entry("auth", "tests/test_auth.py", mrr=3000, covers=["src/auth/*.py"], tier=1),
+            entry("smoke", "tests/test_smoke.py", mrr=100),
+        ],
+        changed=changed,
+    )
+    _git(repo, "commit", "-q", "-am", "safety nets")
+
+
+def test_a_file_that_forces_a_full_run_runs_everything_and_says_why(repo: Project) -> None:
+    _with_nets(repo, always_full=["pyproject.toml", "**/conftest.py"])
+    repo.write("tests/conftest.py", "")
+    plan = _plan(repo)
+    assert [t["id"] for t in plan["tests"]] == ["billing", "auth", "smoke"]
+    assert plan["changed"]["mode"] == "full"
+    assert plan["changed"]["full"] == "tests/conftest.py matches changed.always_full"
+    proc = repo.run("--changed", "main", "--no-history")
+    assert "all run anyway, tests/conftest.py matches changed.always_full" in proc.stdout
+
+
+def test_the_environment_forces_a_full_run(repo: Project) -> None:
+    repo.env["UTR_CHANGED_FULL"] = "1"
+    plan = _plan(repo)
+    assert len(plan["tests"]) == 3 and plan["changed"]["full"] == "$UTR_CHANGED_FULL is set"
+    repo.env["UTR_CHANGED_FULL"] = "0"
+    assert [t["id"] for t in _plan(repo)["tests"]] == ["smoke"]
+
+
+def test_entries_and_tiers_that_are_never_skipped(repo: Project) -> None:
+    _with_nets(repo, never_skip=["billing"], never_skip_tiers=[1])
+    plan = _plan(repo)
+    assert [t["id"] for t in plan["tests"]] == ["billing", "auth", "smoke"]
+    assert plan["changed"]["never_skipped"] == ["billing", "auth"]
+    assert plan["changed"]["left_out"] == [] and "mode" not in plan["changed"]
+
+
+@pytest.mark.parametrize(
+    ("nets", "message"),
+    [
+        ({"never_skip": ["nobody"]}, "unknown entry 'nobody'"),
+        ({"never_skip_tiers": [7]}, "must list tiers of"),
+        ({"always_full": "pyproject.toml"}, "must be a list"),
+        ({"sometimes": []}, "unknown key 'sometimes'"),
+    ],
+)
+def test_bad_safety_nets_are_one_line(repo: Project, nets: dict[str, Any], message: str) -> None:
+    repo.registry([entry("smoke", "tests/test_smoke.py")], changed=nets)
+    proc = repo.run("plan")
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+AUTH_READS_THE_GUIDE = "def test_auth():\n    assert open('docs/guide.md').read() == 'guide\\n'\n"
+
+
+def test_observe_runs_everything_and_measures_what_skipping_would_miss(repo: Project) -> None:
+    """auth's test depends on a file its covers do not name: a change there breaks it,
+    and --changed alone would have skipped it. --observe finds the miss."""
+    repo.write("tests/test_auth.py", AUTH_READS_THE_GUIDE)
+    _git(repo, "commit", "-q", "-am", "auth reads the guide")
+    repo.write("docs/guide.md", "rewritten\n")
+    repo.write("src/billing/invoice.py", "TOTAL = 3\n")
+    _git(repo, "commit", "-q", "-am", "guide and billing")
+    assert [t["id"] for t in _plan(repo, "HEAD~1")["tests"]] == ["billing", "smoke"]
+    proc = repo.run("--changed", "HEAD~1", "--observe", "--json", "run.json")
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # auth failed: it ran
+    report = repo.report()
+    assert {t["id"]: t["status"] for t in report["tests"]} == {
+        "billing": "passed",
+        "auth": "failed",
+        "smoke": "passed",
+    }
+    assert report["selection_recall"] == {
+        "skipped": ["auth"],
+        "skipped_mrr": 3000,
+        "failing": 1,
+        "missed": ["auth"],
+        "recall": 0.0,
+        "recall_mrr": 0.0,
+    }
+    assert "1 of 1 failing entries among them: auth; recall 0%" in proc.stdout
+    runs = json.loads(repo.run("history", "--json").stdout)["runs"]
+    assert (runs[-1]["recall"], runs[-1]["recall_mrr"]) == (0.0, 0.0)
+
+
+def test_observe_needs_a_ref(repo: Project) -> None:
+    proc = repo.run("--observe")
+    assert proc.returncode == 2 and "--observe measures --changed REF" in proc.stderr
