@@ -123,6 +123,24 @@ def last_run(path: Path, level: str) -> Baseline | None:
     return Baseline(source=source, protected=float(row[2]), statuses=dict(statuses))
 
 
+TREND = (
+    "SELECT started_at, protected, registered FROM runs WHERE level = ? ORDER BY id DESC LIMIT ?"
+)
+
+
+def trend(path: Path, level: str, last: int = 30) -> tuple[tuple[str, float, float], ...]:
+    """(started_at, protected, registered) of the last runs of `level`, oldest first;
+    empty when there is no readable history (a chart is a courtesy)."""
+    if not path.is_file():
+        return ()
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=2.0)) as db:
+            rows = db.execute(TREND, (level, last)).fetchall()
+    except sqlite3.Error:
+        return ()
+    return tuple((str(s), float(p or 0), float(r or 0)) for s, p, r in rows[::-1])
+
+
 def summary(path: Path, last: int = 20) -> dict[str, Any]:
     """The history's figures; a file that is not a readable history is a UsageError."""
     if not path.exists():

@@ -53,6 +53,7 @@ class Outcome:
     reasons: tuple[Reason, ...] = ()
     pytest_args: tuple[str, ...] = ()
     comparison: Comparison | None = None  # against a baseline run (runner.baseline)
+    trend: tuple[tuple[str, float, float], ...] = ()  # earlier runs: (started, protected, of)
 
     @property
     def environment(self) -> str | None:

@@ -37,6 +37,7 @@ class StackConfig:
     redis_wait: float = 3.0  # how long a given REDIS_URL may take to answer
     max_restarts: int = 3
     monitor_interval: float = 0.1
+    preload: bool = True  # fork services from a process that imported them (else: exec each)
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -100,7 +101,8 @@ class Stack:
         self.services = {n: ServiceProcess(n, sockets[n], {}, self.workdir) for n in ORDER}
         env = self._service_env()
         fds = [s.fileno() for s in sockets.values()]
-        self.forkserver = ForkServer(fds, env, self.workdir / "forkserver.log")
+        if self.config.preload:
+            self.forkserver = ForkServer(fds, env, self.workdir / "forkserver.log")
         for name in ORDER:  # dependency order; each waits for its dependencies' readiness
             svc = self.services[name]
             svc.env, svc.server = env, self.forkserver

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from runner import history, quarantine
-from runner.baseline import compare
+from runner.baseline import Baseline, compare
 from runner.commands.baseline import load_baseline
 from runner.errors import EmptySelectionError
 from runner.model import Registry
@@ -52,8 +52,7 @@ def run(registry: Registry, selection: Selection, request: RunRequest) -> int:
     if request.fail_fast:
         result = annotate_not_run(result, FAIL_FAST_NOTE)
     outcome = judge(registry, result, request.gate, request.pytest_args)
-    outcome = outcome if baseline is None else compare(outcome, baseline)
-    return finish(outcome, request, progress.console(), plan.store)
+    return finish(_in_history(outcome, request, baseline), request, progress.console(), plan.store)
 
 
 def finish(
@@ -67,6 +66,15 @@ def finish(
     lost = write_reports(outcome, check_reports(request.reports))
     remember(outcome, request, store)
     return final_exit(outcome, lost)
+
+
+def _in_history(outcome: Outcome, request: RunRequest, baseline: Baseline | None) -> Outcome:
+    """The run beside earlier ones: the baseline's changes, the trend of protected MRR."""
+    outcome = outcome if baseline is None else compare(outcome, baseline)
+    if request.history_file is None:
+        return outcome
+    earlier = history.trend(outcome.registry.root / request.history_file, outcome.run.level)
+    return replace(outcome, trend=earlier)
 
 
 def prepare(registry: Registry, selection: Selection, request: RunRequest) -> Narrowed:

@@ -43,6 +43,8 @@ def render_html(outcome: Outcome) -> str:
         *_head(outcome),
         "<h2>MRR by tier</h2>",
         _chart(outcome),
+        "<h2>Protected MRR over the recent runs</h2>",
+        _trend(outcome),
         _tiers(outcome),
         *_why(outcome),
         *_gate(outcome),
@@ -120,6 +122,55 @@ def _bar(row: TierSummary, y: int, scale: float) -> str:
         f'<text x="{x + 6:.1f}" y="{y + 18}" font-size="12">{money(row.registered_mrr)}</text>'
     )
     return "".join(parts)
+
+
+TREND_W, TREND_H, PAD = 720, 180, 40
+
+
+Point = tuple[str, float, float]  # a run: started at, protected MRR, registered MRR
+
+
+def _trend(outcome: Outcome) -> str:
+    """A line of protected MRR over the level's recent runs (from the history) and this
+    one, against the MRR registered then (dashed); each point names its run and value."""
+    run, total = outcome.run, outcome.summary.total
+    points = [*outcome.trend, (run.started_at, total.protected, total.registered_mrr)]
+    if len(points) < 2:
+        return "<p>No earlier run of this level on record: the trend starts here.</p>"
+    top = max(max(p[2], p[1]) for p in points) or 1.0
+    xy = [_xy(i, len(points), p[1], top) for i, p in enumerate(points)]
+    registered = " ".join(f"{x},{y}" for x, y in (_xy(i, len(points), p[2], top)
+                                                  for i, p in enumerate(points)))  # fmt: skip
+    return (
+        f'<svg role="img" aria-label="protected MRR over {len(points)} runs" width="{TREND_W}" '
+        f'height="{TREND_H}" xmlns="http://www.w3.org/2000/svg">{_axis(points, top)}'
+        f'<polyline points="{registered}" fill="none" stroke="{COLORS["unverified"]}" '
+        f'stroke-dasharray="4 3"/><polyline points="{" ".join(f"{x},{y}" for x, y in xy)}" '
+        f'fill="none" stroke="{COLORS["protected"]}" stroke-width="2"/>{_dots(points, xy)}</svg>'
+        '<div class="legend"><span>protected MRR</span><span>dashed: registered MRR</span></div>'
+    )
+
+
+def _xy(i: int, count: int, value: float, top: float) -> tuple[str, str]:
+    x = PAD + i * (TREND_W - 2 * PAD) / (count - 1)
+    return f"{x:.1f}", f"{TREND_H - PAD - (TREND_H - 2 * PAD) * value / top:.1f}"
+
+
+def _dots(points: list[Point], xy: list[tuple[str, str]]) -> str:
+    return "".join(
+        f'<circle cx="{x}" cy="{y}" r="3" fill="{COLORS["protected"]}"><title>'
+        f"{escape(p[0])}: {money(p[1])} of {money(p[2])}</title></circle>"
+        for p, (x, y) in zip(points, xy, strict=True)
+    )
+
+
+def _axis(points: list[Point], top: float) -> str:
+    return (
+        f'<text x="0" y="{PAD - 8}" font-size="12">{money(top)}</text>'
+        f'<text x="{PAD}" y="{TREND_H - 8}" font-size="12">{escape(points[0][0][:10])}</text>'
+        f'<text x="{TREND_W - PAD}" y="{TREND_H - 8}" font-size="12" text-anchor="end">'
+        "this run</text>"
+    )
 
 
 def _tiers(outcome: Outcome) -> str:

@@ -70,6 +70,8 @@ def test_the_last_run_on_record_is_the_default_baseline(project: Project) -> Non
     assert "### Since the baseline" in markdown and "| gone | - | - | removed entry |" in markdown
     html = (project.root / "run.html").read_text()
     assert "<h2>Since the baseline</h2>" in html and "<td>new failure</td>" in html
+    assert 'aria-label="protected MRR over 2 runs"' in html  # the trend: history and this run
+    assert "$5,000 of $10,000</title>" in html  # the first run: a + gone, of all four
 
 
 @pytest.mark.slow

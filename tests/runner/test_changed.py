@@ -199,15 +199,11 @@ def test_observe_runs_everything_and_measures_what_skipping_would_miss(repo: Pro
     repo.write("docs/guide.md", "rewritten\n")
     repo.write("src/billing/invoice.py", "TOTAL = 3\n")
     _git(repo, "commit", "-q", "-am", "guide and billing")
-    assert [t["id"] for t in _plan(repo, "HEAD~1")["tests"]] == ["billing", "smoke"]
     proc = repo.run("--changed", "HEAD~1", "--observe", "--json", "run.json")
     assert proc.returncode == 1, proc.stdout + proc.stderr  # auth failed: it ran
     report = repo.report()
-    assert {t["id"]: t["status"] for t in report["tests"]} == {
-        "billing": "passed",
-        "auth": "failed",
-        "smoke": "passed",
-    }
+    statuses = {t["id"]: t["status"] for t in report["tests"]}
+    assert statuses == {"billing": "passed", "auth": "failed", "smoke": "passed"}
     assert report["selection_recall"] == {
         "skipped": ["auth"],
         "skipped_mrr": 3000,

@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from dataclasses import replace
 from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
 
 from runner.reports.html import render_html
 from runner.results import EntryResult, RunResult, Status, TestResult
@@ -76,3 +81,28 @@ def test_labels_are_never_cut() -> None:
         entries=(EntryResult(entry_id="a", status=Status.PASSED),),
     )
     assert LONG_NAME in render_html(judge(registry, run))
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.skip("Debian's chromium is not installed: the report is not opened in a browser")
+    return found
+
+
+def test_a_real_browser_renders_the_report(tmp_path: Path) -> None:
+    """Headless chromium loads the file with no network and no script, and its DOM has
+    the verdict, the entries and both charts."""
+    registry = make_registry(*(make_entry(f"e{i}", tier=1 + i % 3) for i in range(100)))
+    page = tmp_path / "report.html"
+    outcome = replace(judge(registry, _big_run()), trend=(("2026-12-01T00:00:00", 50.0, 100.0),))
+    page.write_text(render_html(outcome), encoding="utf-8")
+    proc = subprocess.run(
+        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+         page.as_uri()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    dom = proc.stdout
+    assert "Revenue protection" in dom and dom.count("<svg") == 2
+    assert dom.count("<tr><td>e") >= 100 and "and 90 more failing" in dom
