@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS results (run_id INTEGER REFERENCES runs(id), entry_id
 
 
 # columns added since the first schema: an older history gains them when next written
-ADDED = {"recall": "REAL", "recall_mrr": "REAL"}
+ADDED = {"recall": "REAL", "recall_mrr": "REAL", "commit_sha": "TEXT"}
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -43,7 +43,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 INSERT_RUN = (
     "INSERT INTO runs (started_at, level, exit_code, duration_s, registered, "
-    "protected, at_risk, unverified, recall, recall_mrr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "protected, at_risk, unverified, recall, recall_mrr, commit_sha) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 RUN_KEYS: tuple[str, ...] = ("id", "started_at", "level", "exit_code", "protected")
 RUN_KEYS += ("registered", "at_risk", *ADDED)
@@ -61,14 +62,24 @@ FLAKIEST = (
     "COUNT(*) FROM results GROUP BY entry_id HAVING flaky > 0 OR outcomes > 1 "
     "ORDER BY flaky DESC, outcomes DESC LIMIT 10"
 )
+# an entry that passed and failed on one commit, or was flaky there, within the last runs
+CANDIDATES = (
+    "SELECT r.entry_id, u.commit_sha, GROUP_CONCAT(DISTINCT r.status), COUNT(*) "
+    "FROM results r JOIN runs u ON u.id = r.run_id "
+    "WHERE u.commit_sha IS NOT NULL AND u.id > (SELECT MAX(id) FROM runs) - ? "
+    "GROUP BY r.entry_id, u.commit_sha "
+    "HAVING (SUM(r.status IN ('passed', 'flaky')) > 0 "
+    "AND SUM(r.status IN ('failed', 'error', 'timed_out')) > 0) OR SUM(r.status = 'flaky') > 0 "
+    "ORDER BY COUNT(*) DESC, r.entry_id LIMIT 20"
+)
 SLOWEST = (
     "SELECT entry_id, AVG(duration_s), MAX(duration_s) FROM results "
     "WHERE duration_s > 0 GROUP BY entry_id ORDER BY 2 DESC LIMIT 10"
 )
 
 
-def append(path: Path, outcome: Outcome) -> int:
-    """Record one run; returns its id."""
+def append(path: Path, outcome: Outcome, commit: str | None = None) -> int:
+    """Record one run (`commit`: the code it ran, when that is known); returns its id."""
     total, run = outcome.summary.total, outcome.run
     found = observed(outcome)
     row = (
@@ -82,6 +93,7 @@ def append(path: Path, outcome: Outcome) -> int:
         total.unverified,
         found.recall if found else None,
         found.recall_mrr if found else None,
+        commit,
     )
     with contextlib.closing(_connect(path)) as db, db:
         run_id = int(db.execute(INSERT_RUN, row).lastrowid or 0)
@@ -144,12 +156,13 @@ def trend(path: Path, level: str, last: int = 30) -> tuple[tuple[str, float, flo
 def summary(path: Path, last: int = 20) -> dict[str, Any]:
     """The history's figures; a file that is not a readable history is a UsageError."""
     if not path.exists():
-        return {"runs": [], "flakiest": [], "slowest": []}
+        return {"runs": [], "flakiest": [], "slowest": [], "quarantine_candidates": []}
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=2.0)) as db:
             runs = db.execute(_runs_query(db), (last,)).fetchall()
             flaky = db.execute(FLAKIEST, (Status.FLAKY,)).fetchall()
             slow = db.execute(SLOWEST).fetchall()
+            candidates = _candidates(db, last)
     except sqlite3.Error as exc:
         raise UsageError(f"{path}: cannot read the run history: {exc}") from None
     return {
@@ -158,4 +171,17 @@ def summary(path: Path, last: int = 20) -> dict[str, Any]:
             {"id": f[0], "flaky_runs": f[1], "distinct_outcomes": f[2], "runs": f[3]} for f in flaky
         ],
         "slowest": [{"id": s[0], "mean_s": round(s[1], 3), "max_s": round(s[2], 3)} for s in slow],
+        "quarantine_candidates": candidates,
     }
+
+
+def _candidates(db: sqlite3.Connection, last: int) -> list[dict[str, Any]]:
+    """Entries whose outcome flipped on the same code in the last `last` runs: what a
+    quarantine is for. A history from before commits were recorded has none."""
+    if "commit_sha" not in {row[1] for row in db.execute("PRAGMA table_info(runs)")}:
+        return []
+    rows = db.execute(CANDIDATES, (last,)).fetchall()
+    return [
+        {"id": e, "commit": c, "outcomes": sorted(str(s).split(",")), "runs": n}
+        for e, c, s, n in rows
+    ]

@@ -29,3 +29,8 @@ def history(history_file: Path, last: int, *, as_json: bool) -> None:
         )
     for s in data["slowest"]:
         print(f"slow: {s['id']} mean {s['mean_s']} s, max {s['max_s']} s")
+    for c in data["quarantine_candidates"]:
+        print(
+            f"quarantine candidate: {c['id']} ({' and '.join(c['outcomes'])} on commit "
+            f"{c['commit'][:12]}, {c['runs']} runs)"
+        )

@@ -15,6 +15,7 @@ from runner.errors import EmptySelectionError
 from runner.model import Registry
 from runner.mutation.score import read_scores
 from runner.planning import durations
+from runner.planning.changed import head_commit
 from runner.planning.narrow import Narrowed, plan_run
 from runner.quarantine import InForce
 from runner.registry.environments import resolve
@@ -191,6 +192,6 @@ def remember(outcome: Outcome, request: RunRequest, store: dict[str, float] | No
             measured = durations.from_results(outcome.run.entries)
             durations.save(root / request.durations_file, durations.merge(store, measured))
         if request.history_file is not None:
-            history.append(root / request.history_file, outcome)
+            history.append(root / request.history_file, outcome, head_commit(root))
     except (OSError, ValueError, sqlite3.Error) as exc:
         print(f"warning: could not record this run: {exc}", file=sys.stderr)

@@ -78,6 +78,20 @@ def with_policy(change: Change, policy: ChangePolicy, observe: bool) -> Change:
     return replace(change, full=full, policy=policy, observe=observe)
 
 
+def head_commit(root: Path) -> str | None:
+    """The commit a run ran: the CI's ($GITHUB_SHA, $CI_COMMIT_SHA), else git's HEAD when
+    the tracked files are unchanged; None when that is unknown (uncommitted work, no git)."""
+    for name in ("GITHUB_SHA", "CI_COMMIT_SHA"):
+        if os.environ.get(name):
+            return os.environ[name]
+    try:
+        [sha] = _git(root, "rev-parse", "HEAD")
+        dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
+    except (UsageError, ValueError):
+        return None
+    return None if dirty else sha
+
+
 def _git(root: Path, *args: str) -> list[str]:
     import subprocess  # noqa: PLC0415 - only --changed runs git
 

@@ -4,7 +4,10 @@ MRR's delta in the console, the JSON, the Markdown summary and the HTML report."
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+import subprocess
 from typing import Any
 
 import pytest
@@ -66,6 +69,10 @@ def test_the_last_run_on_record_is_the_default_baseline(project: Project) -> Non
     assert report["baseline"]["protected_mrr_delta"] == 1_000
     assert "protected MRR +$1,000 ($5,000 then, $6,000 now)" in second.stdout
     assert "new failure: a (tier 2, $1,000 MRR), passed -> failed" in second.stdout
+    _check_documents(project)
+
+
+def _check_documents(project: Project) -> None:
     markdown = (project.root / "run.md").read_text()
     assert "### Since the baseline" in markdown and "| gone | - | - | removed entry |" in markdown
     html = (project.root / "run.html").read_text()
@@ -116,3 +123,43 @@ def test_a_baseline_report_missing_its_entries_is_refused(project: Project) -> N
     (project.root / "then.json").write_text(json.dumps(data))
     proc = project.run("--baseline", "then.json")
     assert proc.returncode == 2 and "without what a baseline needs" in proc.stderr, proc.stderr
+
+
+FLIPS = "import os\n\ndef test_flips():\n    assert os.environ.get('FLIP') != '1'\n"
+OLD_HISTORY = """
+CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT, level TEXT,
+    exit_code INTEGER, duration_s REAL, registered REAL, protected REAL, at_risk REAL,
+    unverified REAL);
+CREATE TABLE results (run_id INTEGER REFERENCES runs(id), entry_id TEXT, status TEXT,
+    duration_s REAL, attempts INTEGER);
+INSERT INTO runs VALUES (1, '2026-11-01T00:00:00', 'unit', 0, 1.0, 1000, 1000, 0, 0);
+INSERT INTO results VALUES (1, 'steady', 'passed', 0.1, 1);
+"""
+
+
+@pytest.mark.slow
+def test_history_proposes_what_flipped_on_one_commit(project: Project) -> None:
+    """An older history file gains the new columns; an entry that passed and failed on
+    the same commit is a quarantine candidate, one that only changed with the code is not."""
+    _registry(project, {"steady": GREEN, "flips": FLIPS})
+    history = project.root / ".runner" / "history.sqlite"
+    history.parent.mkdir()
+    with contextlib.closing(sqlite3.connect(history)) as db:
+        db.executescript(OLD_HISTORY)
+    assert json.loads(project.run("history", "--json").stdout)["quarantine_candidates"] == []
+    project.write(".gitignore", ".runner/\n.test_durations.json\n")  # as a project has it
+    for args in (("init", "-q"), ("add", "."), ("commit", "-qm", "one")):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@e.x", *args],
+                       cwd=project.root, check=True, capture_output=True)  # fmt: skip
+    for flip in ("0", "1"):
+        project.env["FLIP"] = flip
+        project.run("--no-baseline")
+    data = json.loads(project.run("history", "--json").stdout)
+    [candidate] = data["quarantine_candidates"]
+    assert (candidate["id"], candidate["outcomes"], candidate["runs"]) == (
+        "flips", ["failed", "passed"], 2,
+    )  # fmt: skip
+    assert [r["commit_sha"] is not None for r in data["runs"]] == [False, True, True]
+    assert (
+        "quarantine candidate: flips (failed and passed on commit" in project.run("history").stdout
+    )
