@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 
 from runner.model import SKIPPED, Entry, Gate, Quarantine, Registry
-from runner.results import FAILING, EntryResult, Status, TestResult, rollup
+from runner.results import PROTECTING, EntryResult, RunResult, Status, TestResult, rollup
 
 DEFAULT_TIERS = (2, 3)
 
@@ -84,8 +84,8 @@ def apply(result: EntryResult, q: Quarantine, entry: Entry, allow_skips: bool) -
         return replace(result, status=Status.QUARANTINED, outcome=result.status, note=note)
     held = tuple(t for t in result.tests if not _matches(t, q.tests))
     rest = rollup(entry.id, held, allow_skips=allow_skips)
-    if rest.status in FAILING:
-        return replace(rest, tests=result.tests)  # its other tests fail: as it would
+    if held and rest.status not in PROTECTING:  # its other tests failed or did not verify
+        return replace(rest, tests=result.tests)  # (pytest's --deselect is a prefix)
     n = len(result.tests) - len(held)
     note = f"{n} of its pytest tests quarantined, the others {rest.status}: {q.describe()}"
     return replace(
@@ -96,3 +96,31 @@ def apply(result: EntryResult, q: Quarantine, entry: Entry, allow_skips: bool) -
 def _matches(test: TestResult, nodeids: tuple[str, ...]) -> bool:
     """A node id names the test itself or, as a prefix, every parameter of it."""
     return any(test.nodeid == n or test.nodeid.startswith((n + "[", n + "::")) for n in nodeids)
+
+
+def revert_unhonoured(
+    registry: Registry, run: RunResult, gate: str | None, today: date
+) -> RunResult:
+    """A run read back (`report`, `merge`) under the quarantines in force for `gate` now:
+    an entry its shard carried that this gate does not (a tier it does not honour, a date
+    past) is judged on what it was. Shards run without the merge's gate honour the default
+    tiers; the merge's gate has the last word."""
+    carried = in_force(registry, registry.gates.get(gate or ""), today)
+    profile = run.context.environment
+    environment = str(profile["name"]) if profile is not None else None
+    entries = tuple(
+        r if r.status is not Status.QUARANTINED or r.entry_id in carried.active
+        else _unquarantined(r, registry.by_id[r.entry_id], environment)
+        for r in run.entries
+    )  # fmt: skip
+    return replace(
+        run, entries=entries, warnings=tuple(dict.fromkeys((*run.warnings, *carried.notes)))
+    )
+
+
+def _unquarantined(result: EntryResult, entry: Entry, environment: str | None) -> EntryResult:
+    if not result.tests:
+        return replace(result, status=result.outcome or Status.NOT_RUN, outcome=None)
+    counted = rollup(entry.id, result.tests, allow_skips=entry.skips_allowed(environment))
+    why = "its quarantine is not in force here"
+    return replace(counted, note=f"{why}; {counted.note}" if counted.note else why)

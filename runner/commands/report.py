@@ -4,8 +4,10 @@ the report holds, by the same verdict."""
 from __future__ import annotations
 
 import sys
+from datetime import date
 from pathlib import Path
 
+from runner import quarantine
 from runner.errors import UsageError
 from runner.registry.load import load_registry
 from runner.reports.reader import load_run, read_report
@@ -36,6 +38,7 @@ def judge_again(
     unknown = sorted({e.entry_id for e in run.entries} - set(registry.by_id))
     if unknown:
         raise UsageError(f"the report names entries the registry lacks: {', '.join(unknown)}")
+    run = quarantine.revert_unhonoured(registry, run, gate, date.today())
     return judge(registry, run, gate, pytest_args)
 
 

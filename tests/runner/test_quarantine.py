@@ -141,3 +141,30 @@ def test_a_bad_quarantine_is_one_line(project: Project, quarantine: Any, message
     proc = project.run("--list")
     assert proc.returncode == 2 and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_merge_judges_quarantines_by_its_own_gate(carried: Project) -> None:
+    """Shards run without a gate honour tiers 2 and 3; a merge whose gate honours none
+    judges the carried entries on what they were."""
+    gates = {**GATES, "strict": {"require_all": True, "quarantine_tiers": []}}
+    carried.registry(
+        [entry("flaky", "tests/test_flaky.py", tier=2, quarantine=_quarantine())], gates=gates
+    )
+    assert carried.run("--shard", "1/1", "--json", "s1.json").returncode == 0
+    merged = carried.run("merge", "s1.json", "--gate", "strict", "--json", "run.json")
+    assert merged.returncode == 1, merged.stdout
+    assert _entries(carried)["flaky"]["status"] == "failed"
+    assert carried.run("merge", "s1.json", "--json", "run.json").returncode == 0
+
+
+def test_a_test_deselected_beside_a_skipped_quarantine_is_not_green(carried: Project) -> None:
+    """pytest's --deselect is a prefix: quarantining test_x drops test_x_more too. The entry
+    is then not verified (3), never carried green."""
+    carried.write(
+        "tests/test_cart.py", "def test_x():\n    pass\n\ndef test_x_more():\n    assert False\n"
+    )
+    skip = _quarantine("skipped", tests=["tests/test_cart.py::test_x"])
+    carried.registry([entry("cart", "tests/test_cart.py", tier=2, quarantine=skip)])
+    proc = carried.run("--json", "run.json")
+    assert proc.returncode == 3, proc.stdout
+    assert _entries(carried)["cart"]["status"] == "not_run"  # its one other test: deselected
