@@ -4,6 +4,7 @@ protected MRR moved. What it says never changes the verdict."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -98,4 +99,6 @@ def from_report(source: str, data: Mapping[str, Any]) -> Baseline:
     KeyError, TypeError or ValueError names what is missing."""
     statuses = {str(t["id"]): str(t["status"]) for t in data["tests"]}
     protected = float(data["total"]["protected_mrr"])
+    if not math.isfinite(protected) or protected < 0:
+        raise ValueError(f"protected_mrr {protected} is not an amount of money")
     return Baseline(source=source, protected=protected, statuses=statuses)

@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS results (run_id INTEGER REFERENCES runs(id), entry_id
 
 
 # columns added since the first schema: an older history gains them when next written
-ADDED = {"recall": "REAL", "recall_mrr": "REAL", "commit_sha": "TEXT"}
+ADDED = {"recall": "REAL", "recall_mrr": "REAL", "commit_sha": "TEXT", "whole": "INTEGER"}
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -43,8 +43,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 INSERT_RUN = (
     "INSERT INTO runs (started_at, level, exit_code, duration_s, registered, "
-    "protected, at_risk, unverified, recall, recall_mrr, commit_sha) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "protected, at_risk, unverified, recall, recall_mrr, commit_sha, whole) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 RUN_KEYS: tuple[str, ...] = ("id", "started_at", "level", "exit_code", "protected")
 RUN_KEYS += ("registered", "at_risk", *ADDED)
@@ -78,8 +78,10 @@ SLOWEST = (
 )
 
 
-def append(path: Path, outcome: Outcome, commit: str | None = None) -> int:
-    """Record one run (`commit`: the code it ran, when that is known); returns its id."""
+def append(path: Path, outcome: Outcome, commit: str | None = None, whole: bool = True) -> int:
+    """Record one run (`commit`: the code it ran, when known; `whole`: the level as a whole,
+    not a part picked by --id, --changed, a shard...: only those are baselines and trend);
+    returns its id."""
     total, run = outcome.summary.total, outcome.run
     found = observed(outcome)
     row = (
@@ -94,6 +96,7 @@ def append(path: Path, outcome: Outcome, commit: str | None = None) -> int:
         found.recall if found else None,
         found.recall_mrr if found else None,
         commit,
+        int(whole),
     )
     with contextlib.closing(_connect(path)) as db, db:
         run_id = int(db.execute(INSERT_RUN, row).lastrowid or 0)
@@ -114,18 +117,19 @@ def _results(run_id: int, outcome: Outcome) -> list[tuple[Any, ...]]:
     ]
 
 
-LAST_RUN = "SELECT id, started_at, protected FROM runs WHERE level = ? ORDER BY id DESC LIMIT 1"
+LAST_RUN = "SELECT id, started_at, protected FROM runs WHERE level = ? AND {whole} "
+LAST_RUN += "ORDER BY id DESC LIMIT 1"
 STATUSES = "SELECT entry_id, status FROM results WHERE run_id = ?"
 
 
 def last_run(path: Path, level: str) -> Baseline | None:
     """The last run of `level` on record, as a baseline; None when there is none (or the
     history cannot be read: a comparison is a courtesy, never a reason to stop)."""
-    if not path.is_file():
+    if not _readable(path):
         return None
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=2.0)) as db:
-            row = db.execute(LAST_RUN, (level,)).fetchone()
+            row = db.execute(LAST_RUN.format(whole=_whole(db)), (level,)).fetchone()
             statuses = db.execute(STATUSES, (row[0],)).fetchall() if row else []
     except sqlite3.Error:
         return None
@@ -135,30 +139,48 @@ def last_run(path: Path, level: str) -> Baseline | None:
     return Baseline(source=source, protected=float(row[2]), statuses=dict(statuses))
 
 
-TREND = (
-    "SELECT started_at, protected, registered FROM runs WHERE level = ? ORDER BY id DESC LIMIT ?"
-)
+TREND = "SELECT started_at, protected, registered FROM runs WHERE level = ? AND {whole} "
+TREND += "ORDER BY id DESC LIMIT ?"
+
+
+def _readable(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a directory on the way that may not be searched
+        return False
+
+
+def _whole(db: sqlite3.Connection) -> str:
+    """Runs of the whole level (a history from before `whole` was kept: every run)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    return "COALESCE(whole, 1) = 1" if "whole" in have else "1 = 1"
 
 
 def trend(path: Path, level: str, last: int = 30) -> tuple[tuple[str, float, float], ...]:
     """(started_at, protected, registered) of the last runs of `level`, oldest first;
     empty when there is no readable history (a chart is a courtesy)."""
-    if not path.is_file():
+    if not _readable(path):
         return ()
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=2.0)) as db:
-            rows = db.execute(TREND, (level, last)).fetchall()
+            rows = db.execute(TREND.format(whole=_whole(db)), (level, last)).fetchall()
     except sqlite3.Error:
         return ()
     return tuple((str(s), float(p or 0), float(r or 0)) for s, p, r in rows[::-1])
 
 
+def _nothing() -> dict[str, Any]:
+    return {"runs": [], "flakiest": [], "slowest": [], "quarantine_candidates": []}
+
+
 def summary(path: Path, last: int = 20) -> dict[str, Any]:
     """The history's figures; a file that is not a readable history is a UsageError."""
     if not path.exists():
-        return {"runs": [], "flakiest": [], "slowest": [], "quarantine_candidates": []}
+        return _nothing()
     try:
         with contextlib.closing(sqlite3.connect(path, timeout=2.0)) as db:
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone():
+                return _nothing()  # an empty database (a 0-byte file, say): no runs yet
             runs = db.execute(_runs_query(db), (last,)).fetchall()
             flaky = db.execute(FLAKIEST, (Status.FLAKY,)).fetchall()
             slow = db.execute(SLOWEST).fetchall()

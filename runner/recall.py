@@ -36,8 +36,11 @@ def observed(outcome: Outcome) -> Recall | None:
     if not changed or changed.get("mode") != "observe":
         return None
     mrr = {e.id: e.mrr for e in outcome.registry.tests}
-    skipped = tuple(str(i) for i in changed["left_out"])
-    failing = [r.entry_id for r in outcome.run.entries if r.status in FAILING]
+    ran = {r.entry_id for r in outcome.run.entries if not r.left_out and r.entry_id in mrr}
+    # what this run ran of what the selection would have skipped (a shard or a budget
+    # may have taken some away: those say nothing about the selection)
+    skipped = tuple(str(i) for i in changed.get("left_out", ()) if i in ran)
+    failing = [r.entry_id for r in outcome.run.entries if r.status in FAILING and r.entry_id in ran]
     missed = tuple(i for i in failing if i in set(skipped))
     at_risk = sum(mrr[i] for i in failing)
     return Recall(

@@ -72,7 +72,7 @@ def finish(
 def _in_history(outcome: Outcome, request: RunRequest, baseline: Baseline | None) -> Outcome:
     """The run beside earlier ones: the baseline's changes, the trend of protected MRR."""
     outcome = outcome if baseline is None else compare(outcome, baseline)
-    if request.history_file is None:
+    if request.history_file is None or not is_whole(request):  # a part: no trend of wholes
         return outcome
     earlier = history.trend(outcome.registry.root / request.history_file, outcome.run.level)
     return replace(outcome, trend=earlier)
@@ -100,7 +100,10 @@ def _supervise(
     if not selection.runnable:
         return RunResult(level=selection.level, started_at="", duration=0.0, entries=())
     supervise = run_staged if request.stop_after_failing_tier else run_selection
-    options = run_options(registry, selection, request, plan.quarantine.skipped_tests())
+    options = replace(
+        run_options(registry, selection, request, plan.quarantine.skipped_tests()),
+        carried=frozenset(plan.quarantine.active),
+    )
     return supervise(registry, selection, options, progress)
 
 
@@ -182,6 +185,14 @@ def _announce(selection: Selection) -> None:
     )
 
 
+def is_whole(request: RunRequest) -> bool:
+    """Did the run take its level whole (what a baseline and a trend compare)?"""
+    asked, cut = request.criteria, request.narrowing
+    picked = asked.patterns or asked.tiers or asked.ids
+    narrowed = (cut.changed and not cut.observe) or cut.shard or cut.budget is not None
+    return not (picked or narrowed or request.detect_flakes)
+
+
 def remember(outcome: Outcome, request: RunRequest, store: dict[str, float] | None) -> None:
     """Durations for sharding and budgets, and the history: neither may change the verdict,
     so a file that cannot be written (or a corrupt or locked database) is a warning. A
@@ -192,6 +203,7 @@ def remember(outcome: Outcome, request: RunRequest, store: dict[str, float] | No
             measured = durations.from_results(outcome.run.entries)
             durations.save(root / request.durations_file, durations.merge(store, measured))
         if request.history_file is not None:
-            history.append(root / request.history_file, outcome, head_commit(root))
+            whole = is_whole(request)
+            history.append(root / request.history_file, outcome, head_commit(root), whole)
     except (OSError, ValueError, sqlite3.Error) as exc:
         print(f"warning: could not record this run: {exc}", file=sys.stderr)

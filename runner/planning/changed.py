@@ -60,8 +60,9 @@ def changed_files(root: Path, ref: str) -> Change:
     """Files changed between the merge base of `ref` and HEAD, plus uncommitted work."""
     if not ref.strip() or ref.startswith("-"):
         raise UsageError(f"--changed needs a git revision, not {ref!r}")
-    committed = _git(root, "diff", "--name-only", "--relative", f"{ref}...")
-    working = _git(root, "diff", "--name-only", "--relative", "HEAD")
+    # --no-renames: a file moved away from an entry's covers touches it (both paths listed)
+    committed = _git(root, "diff", "--name-only", "--no-renames", "--relative", f"{ref}...")
+    working = _git(root, "diff", "--name-only", "--no-renames", "--relative", "HEAD")
     untracked = _git(root, "ls-files", "--others", "--exclude-standard")
     files = sorted({*committed, *working, *untracked})
     return Change(ref=ref, files=tuple(files))

@@ -183,7 +183,7 @@ def _change_record(
         "touched": [e.id for e in touched],
         "touched_mrr": sum(e.mrr for e in touched),
         "always": [e.id for e in always],
-        "left_out": [e.id for e in out],
+        "left_out": [] if change.full else [e.id for e in out],  # full: nothing is skipped
     }
     if guarded:
         changed["never_skipped"] = [e.id for e in guarded]

@@ -353,8 +353,10 @@ def _quarantine(m: LineDict, src: _Source, what: str, path: str) -> Quarantine |
 
 
 def _inside(nodeid: str, path: str) -> bool:
-    file_part = path.split("::", 1)[0].rstrip("/")
-    return nodeid.startswith(path) or nodeid.split("::", 1)[0].startswith(file_part + "/")
+    """Is `nodeid` one of the tests the entry at `path` (a directory, file or node id) has?"""
+    if nodeid == path or nodeid.startswith((path + "::", path + "[")):
+        return True
+    return "::" not in path and nodeid.split("::", 1)[0].startswith(path.rstrip("/") + "/")
 
 
 def _globs(m: LineDict, src: _Source, what: str) -> tuple[str, ...]:

@@ -80,7 +80,7 @@ def _lines(outcome: Outcome) -> list[str]:
     lines += [_row(cells) for cells in tiers]
     lines.append(_row(last, bold=True))
     extra = [line for line in (mutation_line(outcome), recall_line(outcome)) if line]
-    lines += [item for line in extra for item in ("", _cell(line))]
+    lines += [item for line in extra for item in ("", _line(line))]
     sections = _why(outcome) + _gate(outcome) + _baseline(outcome) + _failures(outcome)
     sections += _quarantined(outcome)
     return lines + sections + _unverified(outcome)
@@ -93,7 +93,7 @@ def _baseline(outcome: Outcome) -> list[str]:
     rows = baseline_rows(outcome)
     table = ["", "| " + " | ".join(BASELINE_COLUMNS) + " |", "|---" * len(BASELINE_COLUMNS) + "|"]
     body = [_row([_cell(c) for c in cells]) for cells in rows]
-    return ["", "### Since the baseline", "", _cell(head), *(table + body if rows else [])]
+    return ["", "### Since the baseline", "", _line(head), *(table + body if rows else [])]
 
 
 def _quarantined(outcome: Outcome) -> list[str]:
@@ -167,8 +167,13 @@ def _unverified(outcome: Outcome) -> list[str]:
     return lines
 
 
-def _cell(text: str) -> str:
+def _cell(text: str, limit: int = 200) -> str:
     """Text for one line (or table cell) of Markdown: no control characters, no markup a
     test's message could inject (GitHub renders HTML in a step summary)."""
     plain = html.escape(printable(text), quote=False).replace("|", "\\|")
-    return plain.replace("\n", " ")[:200]
+    return plain.replace("\n", " ")[:limit]
+
+
+def _line(text: str) -> str:
+    """A sentence of the runner's own (a recall, a comparison): never cut mid-number."""
+    return _cell(text, limit=6 * len(text))  # room for every escape

@@ -42,6 +42,7 @@ class RunOptions:
     env: tuple[tuple[str, str], ...] = ()
     max_restarts: int = 5  # fresh children after crashes (and xdist worker replacements)
     environment: str | None = None  # the --env profile's name
+    carried: frozenset[str] = frozenset()  # entries under a muted quarantine: cannot stop a run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -351,7 +352,9 @@ def run_staged(
     for position, tier in enumerate(tiers):
         stage = replace(selection, entries=tuple(e for e in selection.entries if e.tier == tier))
         results.append(run_selection(registry, stage, options, on_event))
-        failed = any(r.status in FAILING for r in results[-1].entries)
+        failed = any(
+            r.status in FAILING and r.entry_id not in options.carried for r in results[-1].entries
+        )
         if failed or results[-1].interrupted:
             skipped = [e for e in selection.entries if e.tier in tiers[position + 1 :]]
             reason = f"tier {tier} failed" if failed else "the run was interrupted"

@@ -163,3 +163,26 @@ def test_history_proposes_what_flipped_on_one_commit(project: Project) -> None:
     assert (
         "quarantine candidate: flips (failed and passed on commit" in project.run("history").stdout
     )
+
+
+@pytest.mark.slow
+def test_a_run_of_part_of_the_level_is_never_the_baseline(project: Project) -> None:
+    _registry(project, {"a": GREEN, "b": GREEN})
+    assert project.run().returncode == 0
+    assert project.run("--id", "a").returncode == 0  # a part: not what the next run compares
+    _registry(project, {"a": GREEN, "b": RED})
+    project.run("--json", "run.json")
+    assert _changes(project.report()) == {"b": ("new failure", "passed")}
+    assert project.report()["baseline"]["protected_mrr_delta"] == -2_000
+
+
+@pytest.mark.slow
+def test_a_baseline_with_an_amount_that_is_no_money_is_refused(project: Project) -> None:
+    _registry(project, {"a": GREEN})
+    assert project.run("--json", "then.json", "--no-history").returncode == 0
+    text = (project.root / "then.json").read_text()
+    data = json.loads(text)
+    data["total"]["protected_mrr"] = 1e308
+    (project.root / "then.json").write_text(json.dumps(data).replace("1e+308", "1e999"))
+    proc = project.run("--baseline", "then.json")
+    assert proc.returncode == 2 and "not an amount of money" in proc.stderr, proc.stderr

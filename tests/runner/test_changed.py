@@ -220,3 +220,10 @@ def test_observe_runs_everything_and_measures_what_skipping_would_miss(repo: Pro
 def test_observe_needs_a_ref(repo: Project) -> None:
     proc = repo.run("--observe")
     assert proc.returncode == 2 and "--observe measures --changed REF" in proc.stderr
+
+
+def test_a_file_moved_out_of_the_covers_touches_its_entry(repo: Project) -> None:
+    _git(repo, "mv", "src/auth/login.py", "src/other_login.py")
+    assert [t["id"] for t in _plan(repo)["tests"]] == ["auth", "smoke"]
+    _git(repo, "commit", "-qm", "moved")
+    assert [t["id"] for t in _plan(repo)["tests"]] == ["auth", "smoke"]

@@ -168,3 +168,15 @@ def test_a_test_deselected_beside_a_skipped_quarantine_is_not_green(carried: Pro
     proc = carried.run("--json", "run.json")
     assert proc.returncode == 3, proc.stdout
     assert _entries(carried)["cart"]["status"] == "not_run"  # its one other test: deselected
+
+
+def test_a_muted_failure_does_not_stop_the_tiers_after_it(carried: Project) -> None:
+    carried.registry(
+        [
+            entry("flaky", "tests/test_flaky.py", tier=2, quarantine=_quarantine()),
+            entry("main", "tests/test_main.py", tier=3),
+        ]
+    )
+    proc = carried.run("--stop-after-failing-tier", "--json", "run.json")
+    assert proc.returncode == 0, proc.stdout
+    assert _entries(carried)["main"]["status"] == "passed"
