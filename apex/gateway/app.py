@@ -19,8 +19,9 @@ from apex.access import check_access
 from apex.breaker import CircuitBreaker
 from apex.discovery import PeerResolver
 from apex.gateway.connection import POLICY_VIOLATION, TRY_AGAIN_LATER, Connection, parse_frame
-from apex.gateway.lineage import Lineage
+from apex.gateway.lineage import Lineage, resume
 from apex.gateway.relay import Relay
+from apex.gateway.session_events import session_event
 from apex.internal import service_only, session_routes
 from apex.node import Node
 from apex.ratelimit import TokenBucket, WindowLimiter
@@ -188,44 +189,10 @@ class GatewayApp:
                 conn.lineage.buffer.popleft()
 
     async def _on_resume(self, conn: Connection, payload: dict[str, Any]) -> None:
-        target = self.lineages.get(str(payload.get("resume_id", "")))
-        last = payload.get("last_seq", 0)
-        if target is None or target.sid != conn.claims.sid or not isinstance(last, int):
-            await conn.send("error", code="resume_unknown", message="nothing to resume")
-            return
-        if last > target.seq:  # frames this stream never sent: the client's state is not ours
-            await conn.send("error", code="resume_ahead", last_seq=target.seq)
-            return
-        if last + 1 < target.first_seq():
-            await conn.send("error", code="resume_gap", first_available=target.first_seq())
-            return
-        left = conn.lineage
-        if left is not target and left.seq == 0 and not left.busy():
-            self.lineages.pop(left.id, None)  # a fresh, empty stream: nobody will resume it
-        conn.attach(target, last)
-        await conn.send("resumed", resume_id=target.id, last_seq=last, replaying=target.seq - last)
-        await conn.wake()
+        await resume(self.lineages, conn, payload)
 
     async def on_session_event(self, event: dict[str, Any]) -> None:
-        if event["kind"] == "deleted":
-            await self._end_session(event)
-            return
-        session = event["session"]
-        for lineage in [ln for ln in self.lineages.values() if ln.sid == event["sid"]]:
-            await lineage.publish(
-                {
-                    "type": "session_updated",
-                    "payload": {"version": session["version"], "data": session["data"]},
-                }
-            )
-
-    async def _end_session(self, event: dict[str, Any]) -> None:
-        for conn in [c for c in self.connections.values() if c.claims.sid == event["sid"]]:
-            await conn.send("error", code="session_ended", message=event.get("reason", ""))
-            await asyncio.sleep(0)  # let the writer flush the error before the close
-            await conn.close(POLICY_VIOLATION, "session ended")
-        for lineage_id in [k for k, ln in self.lineages.items() if ln.sid == event["sid"]]:
-            self.lineages.pop(lineage_id).cancel()
+        await session_event(self.connections, self.lineages, event)
 
     async def expire_lineages(self) -> None:
         """Forget lineages nobody resumed within RESUME_WINDOW; stop their runs."""

@@ -92,3 +92,26 @@ class Lineage:
             await asyncio.wait([run], timeout=0.05)
         self.stopping = False
         return stopped
+
+
+async def resume(lineages: dict[str, Lineage], conn: Connection, payload: dict[str, Any]) -> None:
+    """`resume`: attach `conn` to the lineage it names, from `last_seq` on; refused when it
+    is not this session's, when the client claims frames never sent, or when the frames
+    after `last_seq` are no longer buffered (the client must start over)."""
+    target = lineages.get(str(payload.get("resume_id", "")))
+    last = payload.get("last_seq", 0)
+    if target is None or target.sid != conn.claims.sid or not isinstance(last, int):
+        await conn.send("error", code="resume_unknown", message="nothing to resume")
+        return
+    if last > target.seq:  # frames this stream never sent: the client's state is not ours
+        await conn.send("error", code="resume_ahead", last_seq=target.seq)
+        return
+    if last + 1 < target.first_seq():
+        await conn.send("error", code="resume_gap", first_available=target.first_seq())
+        return
+    left = conn.lineage
+    if left is not target and left.seq == 0 and not left.busy():
+        lineages.pop(left.id, None)  # a fresh, empty stream: nobody will resume it
+    conn.attach(target, last)
+    await conn.send("resumed", resume_id=target.id, last_seq=last, replaying=target.seq - last)
+    await conn.wake()
