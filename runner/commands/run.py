@@ -201,7 +201,9 @@ def remember(outcome: Outcome, request: RunRequest, store: dict[str, float] | No
     try:
         if request.record_durations and store is not None and outcome.run.context.shard is None:
             measured = durations.from_results(outcome.run.entries)
-            durations.save(root / request.durations_file, durations.merge(store, measured))
+            overhead = durations.startup(outcome.run.duration, outcome.run.entries)
+            merged = durations.merge(store, measured, overhead)
+            durations.save(root / request.durations_file, merged)
         if request.history_file is not None:
             whole = is_whole(request)
             history.append(root / request.history_file, outcome, head_commit(root), whole)

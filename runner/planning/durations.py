@@ -11,6 +11,9 @@ from runner.model import Entry
 from runner.results import EntryResult, Status
 
 FALLBACK_SECONDS = 1.0
+# what a run costs beyond its tests (interpreter, collection, plugins), learned from the
+# last run that was not a shard; not an entry id: those start with a letter or digit
+STARTUP = "(start-up)"
 MAX_SECONDS = 7 * 24 * 3600.0  # longer (or Infinity, or NaN) is no duration: ignored
 _RECORDED = frozenset({Status.PASSED, Status.FAILED, Status.FLAKY, Status.ERROR})
 
@@ -40,6 +43,16 @@ def merge(*stores: Mapping[str, float]) -> dict[str, float]:
 
 def from_results(results: Iterable[EntryResult]) -> dict[str, float]:
     return {r.entry_id: round(r.duration, 3) for r in results if r.status in _RECORDED and r.tests}
+
+
+def startup(wall: float, results: Iterable[EntryResult]) -> dict[str, float]:
+    """{STARTUP: seconds}: the run's wall time less its tests' time (spread over the
+    xdist workers that ran them); {} when no test ran."""
+    tests = [t for r in results for t in r.tests if t.duration > 0]
+    if not tests:
+        return {}
+    workers = max(1, len({t.worker for t in tests if t.worker}))
+    return {STARTUP: round(max(0.0, wall - sum(t.duration for t in tests) / workers), 3)}
 
 
 def save(path: Path, store: Mapping[str, float]) -> None:

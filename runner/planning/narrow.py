@@ -41,7 +41,9 @@ def plan_run(registry: Registry, selection: Selection, request: RunRequest) -> N
     change = None if ref is None else changed_files(registry.root, ref)
     if change is not None:
         change = with_policy(change, registry.changed, request.narrowing.observe)
-    result = narrow(selection, expected, request.narrowing, change)
+    result = narrow(
+        selection, expected, request.narrowing, change, store.get(durations.STARTUP, 0.0)
+    )
     result = _quarantined(registry, result, request.gate)
     result = replace(result, expected=expected, store=store)
     if request.env is None:
@@ -74,15 +76,17 @@ def narrow(
     expected: dict[str, float],
     narrowing: Narrowing,
     change: Change | None = None,
+    startup: float = 0.0,
 ) -> Narrowed:
-    """What a change touches, then a shard of it, then what fits a budget (pure)."""
+    """What a change touches, then a shard of it, then what fits a budget (pure); the
+    budget pays `startup` (learned) before any entry."""
     result = Narrowed(selection=selection)
     if change is not None:
         result = _changed(result, change)
     if narrowing.shard is not None:
         result = _shard(result, expected, narrowing.shard)
     if narrowing.budget is not None:
-        result = _budget(result, expected, narrowing.budget)
+        result = _budget(result, expected, narrowing.budget, startup)
     return result
 
 
@@ -124,20 +128,17 @@ def plan_id(entries: list[Entry], expected: dict[str, float], total: int) -> str
     return hashlib.sha256(repr(basis).encode()).hexdigest()[:16]
 
 
-def _budget(current: Narrowed, expected: dict[str, float], seconds: float) -> Narrowed:
-    chosen, out = budget.choose(list(current.selection.runnable), expected, seconds)
-    left = tuple(
-        EntryResult(
-            entry_id=e.id,
-            status=Status.NOT_RUN,
-            note=f"left out by --budget {seconds:g} s (expected {expected.get(e.id, 0.0):.1f} s)",
-            left_out="budget",
-        )
-        for e in out
-    )
+def _budget(
+    current: Narrowed, expected: dict[str, float], seconds: float, startup: float
+) -> Narrowed:
+    left_for_tests = max(0.0, seconds - startup)
+    chosen, out = budget.choose(list(current.selection.runnable), expected, left_for_tests)
+    left = tuple(_over_budget(e, seconds, expected) for e in out)
     keep = chosen + list(current.selection.pending)
     note = (
-        f"--budget {seconds:g} s: running {entries(len(chosen))}; left out "
+        f"--budget {seconds:g} s"
+        + (f" ({startup:.1f} s of it start-up, as learned)" if startup else "")
+        + f": running {entries(len(chosen))}; left out "
         f"{entries(len(out))}, {money(sum(e.mrr for e in out))} MRR unverified"
     )
     return replace(
@@ -145,6 +146,15 @@ def _budget(current: Narrowed, expected: dict[str, float], seconds: float) -> Na
         selection=_keep(current.selection, keep),
         left_out=current.left_out + left,
         notes=(*current.notes, note),
+    )
+
+
+def _over_budget(entry: Entry, seconds: float, expected: dict[str, float]) -> EntryResult:
+    return EntryResult(
+        entry_id=entry.id,
+        status=Status.NOT_RUN,
+        note=f"left out by --budget {seconds:g} s (expected {expected.get(entry.id, 0.0):.1f} s)",
+        left_out="budget",
     )
 
 

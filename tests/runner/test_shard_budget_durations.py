@@ -8,6 +8,10 @@ import pytest
 from runner.errors import UsageError
 from runner.model import Entry
 from runner.planning import budget, durations, shard
+from runner.planning.narrow import narrow
+from runner.request import Narrowing
+from runner.results import EntryResult, Status, TestResult
+from runner.select import Selection
 from tests.runner.helpers import make_entry
 
 
@@ -64,3 +68,32 @@ def test_durations_store_round_trip_and_median_fallback(tmp_path: Path) -> None:
     known = [make_entry("a"), make_entry("b"), make_entry("c"), make_entry("new")]
     assert durations.estimate(known, merged)["new"] == 3.0
     assert durations.load(tmp_path / "missing.json") == {}
+
+
+def _test(entry_id: str, duration: float, worker: str = "") -> TestResult:
+    return TestResult(
+        nodeid=f"t::{entry_id}", entry_id=entry_id, status=Status.PASSED, duration=duration,
+        worker=worker,
+    )  # fmt: skip
+
+
+def test_start_up_is_learned_from_what_a_run_spent_beyond_its_tests() -> None:
+    one = [EntryResult(entry_id="a", status=Status.PASSED, tests=(_test("a", 3.0),))]
+    assert durations.startup(4.5, one) == {durations.STARTUP: 1.5}
+    two = [  # two xdist workers: 6 s of tests in 3.5 s of wall
+        EntryResult(entry_id="a", status=Status.PASSED, tests=(_test("a", 3.0, "gw0"),)),
+        EntryResult(entry_id="b", status=Status.PASSED, tests=(_test("b", 3.0, "gw1"),)),
+    ]
+    assert durations.startup(3.5, two) == {durations.STARTUP: 0.5}
+    assert durations.startup(9.0, [EntryResult(entry_id="a", status=Status.NOT_RUN)]) == {}
+
+
+def test_a_budget_pays_the_learned_start_up_first() -> None:
+    a, b = make_entry("a", tier=2, mrr=100), make_entry("b", tier=2, mrr=90)
+    selection = Selection(level="unit", levels=frozenset({"unit"}), entries=(a, b))
+    expected = {"a": 2.0, "b": 2.0}
+    plain = narrow(selection, expected, Narrowing(budget=5.0))
+    assert [e.id for e in plain.selection.entries] == ["a", "b"]
+    learned = narrow(selection, expected, Narrowing(budget=5.0), startup=1.5)
+    assert [e.id for e in learned.selection.entries] == ["a"]
+    assert "(1.5 s of it start-up, as learned)" in learned.notes[-1]
