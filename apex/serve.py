@@ -6,6 +6,7 @@ import argparse
 import importlib
 import os
 import socket
+import sys
 
 SERVICES = {
     "auth": "apex.auth.app",
@@ -23,8 +24,15 @@ def main(argv: list[str] | None = None) -> None:
     run_service(args.service, args.fd)
 
 
+def lean_imports() -> None:
+    """httpx imports its command line (click, rich, pygments: about 50 ms here) unless it
+    is told the module is absent; no service uses it. Only in a service's own process."""
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
 def run_service(name: str, fd: int) -> None:
     """Serve service `name` on the listening socket `fd` until it is stopped."""
+    lean_imports()
     from apex.service import serve  # noqa: PLC0415 - the launcher reads SERVICES only
 
     with socket.socket(fileno=os.dup(fd)) as probe:

@@ -33,7 +33,7 @@ from typing import IO, Any
 
 from apex.launcher.errors import LaunchError
 from apex.launcher.lifeline import PR_SET_PDEATHSIG, die_with_parent
-from apex.serve import SERVICES
+from apex.serve import SERVICES, lean_imports
 
 # what uvicorn imports only when a server starts: loaded once here, not in every child
 UVICORN_LAZY = (
@@ -176,6 +176,7 @@ def main() -> None:
 def _preload() -> None:
     """What every service imports. A module that fails to import is left to the child of
     that service, where the error lands in its own log and exit code."""
+    lean_imports()
     for module in ("apex.service", "uvicorn", *UVICORN_LAZY, *SERVICES.values()):
         with contextlib.suppress(Exception):
             importlib.import_module(module)
