@@ -13,6 +13,7 @@ beside the session until it is back, so a run killed mid-mutant restores it next
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import random
@@ -64,9 +65,14 @@ class Session:
         self.db.close()
 
     def mutants(self) -> list[Mutant]:
+        """Every mutant, but those inside annotations a module never evaluates (under
+        `from __future__ import annotations`): no test can tell them apart (mutmut does not
+        mutate annotations either)."""
         found = []
         for item in self.db.work_items:
             (spec,) = item.mutations
+            if in_lazy_annotation(Path(spec.module_path), tuple(spec.start_pos)):
+                continue
             found.append(
                 Mutant(
                     job_id=item.job_id,
@@ -117,6 +123,43 @@ class Session:
             if path.read_text(encoding="utf-8") != original:
                 path.write_text(original, encoding="utf-8")
             self.pending_file.unlink(missing_ok=True)
+
+
+def in_lazy_annotation(path: Path, position: tuple[int, int]) -> bool:
+    """Is (line, column) inside an annotation that `path` never evaluates?"""
+    return any(start <= position < end for start, end in _lazy_annotations(path))
+
+
+@functools.lru_cache(maxsize=256)
+def _lazy_annotations(path: Path) -> tuple[tuple[tuple[int, int], tuple[int, int]], ...]:
+    """The (start, end) positions of the annotations of a module that postpones them."""
+    import ast  # noqa: PLC0415
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return ()
+    postponed = any(
+        isinstance(n, ast.ImportFrom) and n.module == "__future__"
+        and any(a.name == "annotations" for a in n.names)
+        for n in tree.body
+    )  # fmt: skip
+    if not postponed:
+        return ()
+    return tuple(
+        ((a.lineno, a.col_offset), (a.end_lineno or a.lineno, a.end_col_offset or 0))
+        for a in _annotations(tree)
+    )
+
+
+def _annotations(tree: Any) -> Iterator[Any]:
+    import ast  # noqa: PLC0415
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg | ast.AnnAssign) and node.annotation is not None:
+            yield node.annotation
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns:
+            yield node.returns
 
 
 def _diff(before: str, after: str, name: str) -> str:

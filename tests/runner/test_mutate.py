@@ -8,10 +8,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from runner.mutation.engine import in_lazy_annotation
 from tests.conftest import REPO, Project, entry
 
 pytestmark = pytest.mark.slow
@@ -154,3 +156,25 @@ def test_a_run_shows_the_mrr_verified_by_mutation(calc: Project) -> None:
         "checks",
         "calls",
     }
+
+
+LAZY = """from __future__ import annotations
+
+def f(x: int | None, *, y: dict[str, int] | None = None) -> int | None:
+    z: list[int] | None = None
+    return x if x is None else x | 1
+"""
+
+
+def test_annotations_a_module_never_evaluates_are_not_mutants(tmp_path: Path) -> None:
+    """`int | None` -> `int ^ None` in a postponed annotation changes nothing a test can
+    see; `x | 1` in the body is a real mutant. Without the __future__ import annotations
+    are evaluated (a broken one fails at import), so they stay."""
+    lazy = tmp_path / "lazy.py"
+    lazy.write_text(LAZY)
+    bars = [(n, col) for n, text in enumerate(LAZY.splitlines(), 1)
+            for col, char in enumerate(text) if char == "|"]  # fmt: skip
+    assert [in_lazy_annotation(lazy, p) for p in bars] == [True, True, True, True, False]
+    eager = tmp_path / "eager.py"
+    eager.write_text(LAZY.split("\n", 1)[1])
+    assert not in_lazy_annotation(eager, (2, 9))
