@@ -38,8 +38,16 @@ def judge_again(
     unknown = sorted({e.entry_id for e in run.entries} - set(registry.by_id))
     if unknown:
         raise UsageError(f"the report names entries the registry lacks: {', '.join(unknown)}")
-    run = quarantine.revert_unhonoured(registry, run, gate, date.today())
+    run = quarantine.revert_unhonoured(registry, run, gate, _day_of(run))
     return judge(registry, run, gate, pytest_args)
+
+
+def _day_of(run: RunResult) -> date:
+    """The day the run started: the quarantines in force then are those it is judged by."""
+    try:
+        return date.fromisoformat(run.started_at[:10])
+    except ValueError:
+        return date.today()
 
 
 def emit(outcome: Outcome, fmt: str, output: Path | None) -> None:
