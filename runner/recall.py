@@ -41,7 +41,8 @@ def observed(outcome: Outcome) -> Recall | None:
     # may have taken some away: those say nothing about the selection)
     skipped = tuple(str(i) for i in changed.get("left_out", ()) if i in ran)
     failing = [r.entry_id for r in outcome.run.entries if r.status in FAILING and r.entry_id in ran]
-    missed = tuple(i for i in failing if i in set(skipped))
+    left = set(skipped)
+    missed = tuple(i for i in failing if i in left)
     at_risk = sum(mrr[i] for i in failing)
     return Recall(
         skipped=skipped,
