@@ -88,15 +88,21 @@ def render_summary(console: Console, outcome: Outcome) -> None:
     console.print(_test_counts(outcome), highlight=False)
 
 
+SHOWN_CHANGES = 50  # a baseline from another registry can change every entry
+
+
 def _baseline(console: Console, outcome: Outcome) -> None:
     head = baseline_head(outcome)
     if head is None:
         return
     console.print(Text(printable(head)), soft_wrap=True)
-    for entry_id, tier, mrr, change, then, now in baseline_rows(outcome):
+    rows = baseline_rows(outcome)
+    for entry_id, tier, mrr, change, then, now in rows[:SHOWN_CHANGES]:
         style = {"new failure": "red", "fixed": "green"}.get(change, "")
         text = f"  {change}: {entry_id} (tier {tier}, {mrr} MRR), {then} -> {now}"
         console.print(Text(printable(text), style=style), soft_wrap=True)
+    if len(rows) > SHOWN_CHANGES:
+        console.print(f"  and {len(rows) - SHOWN_CHANGES} more changes (all in the JSON report)")
 
 
 def _test_counts(outcome: Outcome) -> str:
