@@ -26,12 +26,17 @@ CREATE TABLE IF NOT EXISTS results (run_id INTEGER REFERENCES runs(id), entry_id
 ADDED = {"recall": "REAL", "recall_mrr": "REAL", "commit_sha": "TEXT", "whole": "INTEGER"}
 
 
+def _columns(db: sqlite3.Connection) -> set[str]:
+    """The columns `runs` has: a history written by an older runner lacks the newer ones."""
+    return {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, timeout=2.0)  # a locked database: a warning, not a wait
     try:
         db.executescript(SCHEMA)
-        have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        have = _columns(db)
         for name, kind in ADDED.items():
             if name not in have:
                 db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
@@ -52,7 +57,7 @@ RUN_KEYS += ("registered", "at_risk", *ADDED)
 
 def _runs_query(db: sqlite3.Connection) -> str:
     """The runs, newest first; columns an older history lacks read as null."""
-    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    have = _columns(db)
     columns = [k if k in have or k not in ADDED else f"NULL AS {k}" for k in RUN_KEYS]
     return f"SELECT {', '.join(columns)} FROM runs ORDER BY id DESC LIMIT ?"
 
@@ -152,8 +157,7 @@ def _readable(path: Path) -> bool:
 
 def _whole(db: sqlite3.Connection) -> str:
     """Runs of the whole level (a history from before `whole` was kept: every run)."""
-    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-    return "COALESCE(whole, 1) = 1" if "whole" in have else "1 = 1"
+    return "COALESCE(whole, 1) = 1" if "whole" in _columns(db) else "1 = 1"
 
 
 def trend(path: Path, level: str, last: int = 30) -> tuple[tuple[str, float, float], ...]:
@@ -200,7 +204,7 @@ def summary(path: Path, last: int = 20) -> dict[str, Any]:
 def _candidates(db: sqlite3.Connection, last: int) -> list[dict[str, Any]]:
     """Entries whose outcome flipped on the same code in the last `last` runs: what a
     quarantine is for. A history from before commits were recorded has none."""
-    if "commit_sha" not in {row[1] for row in db.execute("PRAGMA table_info(runs)")}:
+    if "commit_sha" not in _columns(db):
         return []
     rows = db.execute(CANDIDATES, (last,)).fetchall()
     return [
