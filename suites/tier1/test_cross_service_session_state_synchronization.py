@@ -194,11 +194,13 @@ async def test_a_stale_event_never_replaces_a_newer_cached_session(
         tokens = await _new_session(api)
         current = await api.update_session(tokens, {"theme": "dark"})
         await _reached_everywhere(api, tokens.session_id, 2)
-        stale = {**current, "version": 1, "data": {**current["data"], "theme": "stale"}}
-        event = {"sid": tokens.session_id, "version": 1, "kind": "updated", "session": stale}
         client = aioredis.Redis.from_url(endpoints.redis)
         try:
-            assert await client.publish(CHANNEL, json.dumps(event)) >= 3  # every service hears
+            for version in (1, 2):  # older, and a second event claiming the version in force
+                stale = {**current, "version": version, "data": {"theme": "stale"}}
+                event = {"sid": tokens.session_id, "version": version, "kind": "updated"}
+                message = json.dumps({**event, "session": stale})
+                assert await client.publish(CHANNEL, message) >= 3  # every service hears
         finally:
             await client.aclose()
         await asyncio.sleep(0.2)  # ~7x the p99 propagation: "unchanged" cannot be polled for
@@ -216,3 +218,75 @@ async def test_session_values_round_trip_unchanged(endpoints: Endpoints) -> None
         views = await _views(api, tokens.session_id)
     assert {k: updated["data"][k] for k in values} == values
     assert all(v is not None and {k: v["data"][k] for k in values} == values for v in views)
+
+
+async def test_an_update_reaches_only_the_streams_of_its_own_session(endpoints: Endpoints) -> None:
+    """Two users, each connected: every push a stream gets is its own session's (A's
+    second push is its own v3, not B's v2; B's first push is its own)."""
+    async with ApexClient(endpoints) as api:
+        a, b = await _new_session(api), await _new_session(api)
+        async with (
+            await connect(endpoints, a.access) as ws_a,
+            await connect(endpoints, b.access) as ws_b,
+        ):
+            await receive(ws_a)
+            await receive(ws_b)
+            budget = budgets()["session_propagation_s"] * 4
+            pushes = []
+            for tokens, ws, theme in ((a, ws_a, "a-first"), (b, ws_b, "b"), (a, ws_a, "a-next")):
+                await api.update_session(tokens, {"theme": theme})
+                pushes.append((await receive(ws, timeout=budget))["payload"])
+    assert [(p["version"], p["data"]["theme"]) for p in pushes] == [
+        (2, "a-first"),
+        (2, "b"),
+        (3, "a-next"),
+    ]
+
+
+async def _streams(api: ApexClient) -> int:
+    url = f"{gateway_http(api.ep)}/internal/stats"
+    return int((await api.call("GET", url, headers=await api.service_headers()))["lineages"])
+
+
+async def test_an_ended_session_leaves_no_resumable_stream(
+    endpoints: Endpoints, local_stack: Stack
+) -> None:
+    """A dropped connection's stream is kept for a resume; a logged-out session's is not."""
+    async with ApexClient(endpoints) as api:
+        tokens = await _new_session(api)
+        before = await _streams(api)
+        async with await connect(endpoints, tokens.access) as ws:
+            await receive(ws)
+            assert await _streams(api) == before + 1
+            await api.logout(tokens)
+            await _closed_with_1008(ws, "logout")
+
+        async def forgotten() -> bool:  # (older streams may expire meanwhile: at most)
+            return await _streams(api) <= before
+
+        await eventually(forgotten, 2)
+
+
+async def test_a_lost_subscription_is_back_within_budget_and_pushes_again(
+    endpoints: Endpoints, local_stack: Stack
+) -> None:
+    client = aioredis.Redis.from_url(endpoints.redis)
+    try:
+        (_, listening), *_ = await client.pubsub_numsub(CHANNEL)
+        assert listening >= 3  # auth, backend and gateway follow the session events
+
+        async def back() -> bool:
+            (_, now), *_ = await client.pubsub_numsub(CHANNEL)
+            return bool(now == listening)
+
+        async with ApexClient(endpoints) as api:
+            tokens = await _new_session(api)
+            async with await connect(endpoints, tokens.access) as ws:
+                await receive(ws)
+                assert await client.client_kill_filter(_type="pubsub") >= listening
+                await eventually(back, 0.8)  # every service resubscribes at once, not later
+                await api.update_session(tokens, {"theme": "after"})
+                pushed = await receive(ws, timeout=budgets()["session_propagation_s"] * 4)
+    finally:
+        await client.aclose()
+    assert (pushed["type"], pushed["payload"]["data"]["theme"]) == ("session_updated", "after")

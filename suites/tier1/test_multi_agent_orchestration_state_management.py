@@ -7,12 +7,15 @@ failing or stalled sub-agent. The expectations are written here, not read from t
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sqlite3
 from typing import Any
 
 import pytest
 
 from apex.client import ApexClient, Endpoints, Tokens, ask, connect, receive
+from apex.launcher import Stack
 
 pytestmark = pytest.mark.anyio
 
@@ -197,3 +200,31 @@ async def test_report_streams_in_chunks_when_asked(endpoints: Endpoints) -> None
     assert "".join(c["content"] for _, c in chunks) == text * 2
     assert all(len(c["content"]) == 7 for _, c in chunks[:-1])
     assert chunks[-1][0] < [f["type"] for f in frames].index("final_report")
+
+
+OWN_USAGE = [("gpt-large", 700_000, 3601), ("gpt-small", 90_000, 333), ("embedder", 5_000, 7)]
+
+
+async def test_answers_are_computed_from_the_accounts_own_usage_to_the_cent(
+    endpoints: Endpoints, local_stack: Stack
+) -> None:
+    """An account whose usage is already recorded is not seeded: its answer is its own
+    figures, rounded to the cent (36.01 + 3.33 + 0.07; 30% of the gpt-large spend at 80%
+    less: 8.6424 -> 8.64)."""
+    async with ApexClient(endpoints) as api:
+        _, tokens = await api.new_user("own-usage")
+        user_id = (await api.me(tokens))["user_id"]
+    with contextlib.closing(sqlite3.connect(local_stack.workdir / "backend.db")) as db, db:
+        db.executemany(
+            "INSERT INTO usage VALUES (?, ?, ?, ?, date('now'))",
+            [(user_id, model, used, cents) for model, used, cents in OWN_USAGE],
+        )
+    async with await connect(endpoints, tokens.access) as ws:
+        await receive(ws)
+        frames = await ask(ws, "usage report, and optimize my spend")
+    report = _payload(frames, "final_report")
+    assert "$39.41" in report["text"] and "$8.64" in report["text"]
+    results = report["results"]
+    assert results["data"]["total_cost_usd"] == 39.41
+    assert results["optimization"]["monthly_saving_usd"] == 8.64
+    assert [r["cost_usd"] for r in results["data"]["rows"]] == [36.01, 3.33, 0.07]
