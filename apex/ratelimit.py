@@ -55,6 +55,19 @@ class WindowLimiter:
         return max(0.001, (slot + 1) * self.window - time.time())
 
 
+async def frame_refusal(
+    bucket: TokenBucket, users: WindowLimiter, user: str
+) -> dict[str, Any] | None:
+    """The `rate_limited` answer to a WebSocket frame over its connection's bucket or its
+    user's window (in that order: a frame the bucket refuses does not count for the user),
+    or None when the frame may pass."""
+    wait = bucket.take() or await users.hit(user)
+    if not wait:
+        return None
+    retry_ms = max(1, round(wait * 1000))
+    return {"code": "rate_limited", "message": "slow down", "retry_after_ms": retry_ms}
+
+
 class UserRateLimit:
     """ASGI middleware: per-user HTTP limit on `prefix` routes, 429 with Retry-After."""
 
