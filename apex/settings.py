@@ -64,6 +64,7 @@ class Settings:
     self_url: str = ""
     config_file: str = ""
     redis_timeout: float = 2.0  # seconds a Redis command may take before it fails
+    resume_window: float = 120.0  # seconds a dropped connection's stream waits for a resume
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -105,4 +106,5 @@ _ENV: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "self_url": ("APEX_SELF_URL", _text),
     "config_file": ("APEX_CONFIG_FILE", _text),
     "redis_timeout": ("APEX_REDIS_TIMEOUT", _float),
+    "resume_window": ("APEX_RESUME_WINDOW", _float),
 }

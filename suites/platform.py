@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import yaml
 
 from apex.client import Endpoints, gateway_http
 from apex.launcher import Stack
+from apex.launcher.ports import listening_socket
+from apex.launcher.process import ServiceProcess
 
 BUDGETS_FILE = Path(__file__).resolve().parent.parent / "config" / "budgets.yaml"
 
@@ -62,3 +65,17 @@ async def eventually(
             raise AssertionError(f"condition not reached within {timeout} s")
         await asyncio.sleep(interval)
     return time.perf_counter() - started
+
+
+@contextmanager
+def extra_instance(stack: Stack, name: str, workdir: Path, **env: str) -> Iterator[ServiceProcess]:
+    """A second process of service `name` on a port of its own, with `env` on top of the
+    stack's environment; stopped (SIGTERM, then waited for) at the end."""
+    sock = listening_socket(name, 0)
+    svc = ServiceProcess(name, sock, {**stack.env, **env}, workdir)
+    try:
+        svc.start()
+        yield svc
+    finally:
+        svc.stop()
+        sock.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Any
 
 import httpx
@@ -19,19 +18,18 @@ from apex.access import check_access
 from apex.breaker import CircuitBreaker
 from apex.discovery import PeerResolver
 from apex.gateway.connection import POLICY_VIOLATION, TRY_AGAIN_LATER, Connection, parse_frame
-from apex.gateway.lineage import Lineage, resume
+from apex.gateway.lineage import Lineage, expire, resume
 from apex.gateway.relay import Relay
 from apex.gateway.session_events import session_event
 from apex.internal import service_only, session_routes
 from apex.node import Node
-from apex.ratelimit import TokenBucket, WindowLimiter
+from apex.ratelimit import TokenBucket, WindowLimiter, frame_refusal
 from apex.service import make_app, make_redis, redis_check
 from apex.sessions import SessionCache, SessionStore
 from apex.settings import Settings
 from apex.tokens import TokenError, bearer
 
 QUERY_TOKEN_KEYS = ("token", "access_token", "jwt", "auth")
-RESUME_WINDOW = 120.0
 MAX_FRAME_BYTES = 64 * 1024
 
 
@@ -126,14 +124,9 @@ class GatewayApp:
         if len(text.encode()) > MAX_FRAME_BYTES:
             await conn.send("error", code="frame_too_large", limit_bytes=MAX_FRAME_BYTES)
             return False
-        wait = bucket.take() or await self.user_limit.hit(conn.claims.sub)
-        if wait:
-            await conn.send(
-                "error",
-                code="rate_limited",
-                message="slow down",
-                retry_after_ms=max(1, round(wait * 1000)),
-            )
+        refusal = await frame_refusal(bucket, self.user_limit, conn.claims.sub)
+        if refusal is not None:
+            await conn.send("error", **refusal)
             return False
         return True
 
@@ -194,15 +187,6 @@ class GatewayApp:
     async def on_session_event(self, event: dict[str, Any]) -> None:
         await session_event(self.connections, self.lineages, event)
 
-    async def expire_lineages(self) -> None:
-        """Forget lineages nobody resumed within RESUME_WINDOW; stop their runs."""
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for key, ln in list(self.lineages.items()):
-                if ln.conn is None and now - ln.detached_at > RESUME_WINDOW:
-                    self.lineages.pop(key).cancel()
-
     async def stats(self, request: Request) -> Response:
         return JSONResponse(
             {
@@ -230,7 +214,7 @@ class GatewayApp:
         self.cache.listeners.append(queue)
         self.tasks = [
             asyncio.create_task(_pump(queue, self)),
-            asyncio.create_task(self.expire_lineages()),
+            asyncio.create_task(expire(self.lineages, self.settings.resume_window)),
         ]
 
     async def stop(self) -> None:

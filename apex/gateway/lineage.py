@@ -115,3 +115,14 @@ async def resume(lineages: dict[str, Lineage], conn: Connection, payload: dict[s
     conn.attach(target, last)
     await conn.send("resumed", resume_id=target.id, last_seq=last, replaying=target.seq - last)
     await conn.wake()
+
+
+async def expire(lineages: dict[str, Lineage], window: float) -> None:
+    """Forget the lineages nobody resumed within `window` seconds (checked every quarter
+    of it, at least once a second) and stop their runs."""
+    while True:
+        await asyncio.sleep(min(1.0, window / 4))
+        now = time.monotonic()
+        for key, ln in list(lineages.items()):
+            if ln.conn is None and now - ln.detached_at > window:
+                lineages.pop(key).cancel()

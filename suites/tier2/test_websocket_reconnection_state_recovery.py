@@ -18,6 +18,8 @@ import re
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +28,7 @@ from websockets.asyncio.client import ClientConnection
 
 from apex.client import ApexClient, Endpoints, Tokens, connect, gateway_http, receive
 from apex.launcher import Stack
-from suites.platform import eventually
+from suites.platform import eventually, extra_instance
 from suites.tier2.frames import Sockets, drop, resume, send, until_final
 
 pytestmark = pytest.mark.anyio
@@ -107,7 +109,9 @@ async def test_updates_made_while_away_are_delivered_on_resume(
 
         await eventually(gateway_has_both, 5)
     ws2, _ = await sockets.open(tokens)
-    resumed = await resume(ws2, first["resume_id"], first["last_seq"])
+    assert first["last_seq"] == 0
+    await send(ws2, "resume", resume_id=first["resume_id"])  # no last_seq: all that is kept
+    resumed = await receive(ws2)
     replayed = [await receive(ws2), await receive(ws2)]
     assert first["session_version"] == 1 and resumed["payload"]["replaying"] == 2
     assert [(f["type"], f["seq"], f["payload"]) for f in replayed] == [
@@ -249,6 +253,9 @@ async def test_the_resumed_connection_owns_the_run(endpoints: Endpoints, sockets
     await resume(ws2, first["resume_id"], before[-1]["seq"])
     await send(ws2, "user_message", content="another question")
     busy = await _until(ws2, "error")
+    async with ApexClient(endpoints) as api:  # a push on the stream is not the run's end
+        await api.update_session(tokens, {"mid_run": True})
+    await _until(ws2, "session_updated")
     await send(ws2, "stop_agent")
     stopped = await _until(ws2, "agent_error")
     while stopped["payload"]["agent"] != "supervisor":
@@ -280,20 +287,37 @@ async def test_a_takeover_outlives_the_connection_it_replaced(
     assert after[-1]["type"] == "agent_completed"
 
 
+SWITCH_RUN = {"stream_chunk": 1, "repeat": 3}  # hundreds of frames, fewer than BUFFER
+
+
+async def _finished(api: ApexClient, tokens: Tokens, run_id: str) -> None:
+    """Until the backend has finished the run (its stream to the gateway is all sent)."""
+    url = f"{api.ep.backend}/api/runs/{run_id}"
+
+    async def done() -> bool:
+        runs = (await api.call("GET", url, headers=tokens.header))["runs"]
+        return all(r["state"] == "completed" for r in runs)
+
+    await eventually(done, 10)
+
+
 async def test_a_connection_can_switch_streams_and_leave_the_first_resumable(
     endpoints: Endpoints, sockets: Sockets
 ) -> None:
+    """A stream left by a switch is unattached: its run is not held back by the switcher's
+    reader (it buffers on, far past HIGH_WATER) and is resumed complete."""
     async with ApexClient(endpoints) as api:
         _, tokens = await api.new_user("switch")
-    running, first = await sockets.open(tokens)
-    before = await _start(running, SLOW_RUN, 2)
-    drop(running)
-    idle, second = await sockets.open(tokens)
-    drop(idle)
-    switcher, _ = await sockets.open(tokens)
-    await resume(switcher, first["resume_id"], before[-1]["seq"])
-    await send(switcher, "resume", resume_id=second["resume_id"], last_seq=0)
-    await _until(switcher, "resumed")  # now on the idle stream; the run's goes on alone
+        running, first = await sockets.open(tokens)
+        before = await _start(running, SWITCH_RUN, 2)
+        drop(running)
+        idle, second = await sockets.open(tokens)
+        drop(idle)
+        switcher, _ = await sockets.open(tokens)
+        await resume(switcher, first["resume_id"], before[-1]["seq"])
+        await send(switcher, "resume", resume_id=second["resume_id"], last_seq=0)
+        await _until(switcher, "resumed")  # now on the idle stream; the run's goes on alone
+        await _finished(api, tokens, before[0]["payload"]["run_id"])  # far past HIGH_WATER
     ws, _ = await sockets.open(tokens)
     await resume(ws, first["resume_id"], before[-1]["seq"])
     after = await until_final(ws, 5)
@@ -434,3 +458,36 @@ async def _recover(sockets: Sockets, tokens: Tokens, resume_id: str) -> tuple[st
     resumed = await resume(ws, resume_id, 0)
     frame = await receive(ws)
     return resumed["type"], frame["type"], frame["payload"]["data"].get("while_away", False)
+
+
+RESUME_WINDOW = 0.4  # APEX_RESUME_WINDOW of a gateway of this test's own (120 s by default)
+
+
+async def test_a_stream_nobody_resumes_within_the_window_is_forgotten(
+    local_stack: Stack, tmp_path: Path
+) -> None:
+    window = str(RESUME_WINDOW)
+    with extra_instance(local_stack, "gateway", tmp_path, APEX_RESUME_WINDOW=window) as gateway:
+        endpoints = replace(local_stack.endpoints(), gateway=f"ws://127.0.0.1:{gateway.port}/ws")
+        async with ApexClient(endpoints) as api:
+            await eventually(lambda: _answers_ready(api, gateway.url), 10)
+            _, tokens = await api.new_user("window")
+        sockets = Sockets(endpoints)
+        try:
+            ws, first = await sockets.open(tokens)
+            drop(ws)
+            ws, _ = await sockets.open(tokens)  # back within the window: resumed
+            assert (await resume(ws, first["resume_id"], 0))["type"] == "resumed"
+            drop(ws)  # away again: the window starts over
+            await asyncio.sleep(RESUME_WINDOW * 1.25 + 0.2)  # past it, and past one check
+            ws, _ = await sockets.open(tokens)
+            late = await resume(ws, first["resume_id"], 0)
+        finally:
+            await sockets.close_all()
+    assert (late["type"], late["payload"]["code"]) == ("error", "resume_unknown")
+
+
+async def _answers_ready(api: ApexClient, url: str) -> bool:
+    with contextlib.suppress(Exception):
+        return (await api.http.get(f"{url}/health/ready")).status_code == 200
+    return False

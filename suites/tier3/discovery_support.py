@@ -1,6 +1,5 @@
 """Readers of the service registry for the discovery suite, written against the record format
-(`discovery:{service}:{instance}`, JSON) rather than through apex.discovery, and an extra
-instance of a service, launched next to the platform with its own settings."""
+(`discovery:{service}:{instance}`, JSON) rather than through apex.discovery."""
 
 from __future__ import annotations
 
@@ -9,17 +8,12 @@ import itertools
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from apex.launcher import Stack
-from apex.launcher.ports import listening_socket
-from apex.launcher.process import ServiceProcess
 
 
 async def records(client: aioredis.Redis) -> list[dict[str, Any]]:
@@ -68,17 +62,3 @@ def beat_gaps(samples: list[Sample]) -> list[float]:
     """Seconds between consecutive heartbeats seen."""
     beats = sorted({s.record["heartbeat_at"] for s in samples})
     return [b - a for a, b in itertools.pairwise(beats)]
-
-
-@contextmanager
-def extra_instance(stack: Stack, name: str, workdir: Path, **env: str) -> Iterator[ServiceProcess]:
-    """A second process of service `name` on a port of its own, with `env` on top of the
-    stack's environment; stopped (SIGTERM, then waited for) at the end."""
-    sock = listening_socket(name, 0)
-    svc = ServiceProcess(name, sock, {**stack.env, **env}, workdir)
-    try:
-        svc.start()
-        yield svc
-    finally:
-        svc.stop()
-        sock.close()

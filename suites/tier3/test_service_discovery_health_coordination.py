@@ -25,8 +25,8 @@ import redis.asyncio as aioredis
 
 from apex.client import ApexClient, Endpoints, ask, connect, gateway_http
 from apex.launcher import Stack
-from suites.platform import eventually, service_urls
-from suites.tier3.discovery_support import beat_gaps, current, extra_instance, records, watch
+from suites.platform import eventually, extra_instance, service_urls
+from suites.tier3.discovery_support import beat_gaps, current, records, watch
 from suites.tier3.fakes import FakeState, fake_server, record, register
 
 pytestmark = pytest.mark.anyio
