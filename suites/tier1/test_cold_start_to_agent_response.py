@@ -13,6 +13,8 @@ import sqlite3
 import time
 from typing import Any
 
+import httpx
+import psutil
 import pytest
 
 from apex.client import ApexClient, ApexError, Endpoints, Tokens, ask, connect, receive
@@ -53,12 +55,30 @@ async def test_cold_start_to_first_agent_response(record_property: Any) -> None:
     try:
         record_property("cold_start_s", round(cold, 3))
         assert cold < budgets()["cold_start_s"]
+        _assert_started(stack)
         await _first_conversation(stack, record_property)
         async with ApexClient(stack.endpoints()) as api:  # the seeded demo user is an admin
             admin = await api.login(*stack.demo)
             assert (await api.me(admin))["roles"] == ["user", "admin"]
     finally:
         stack.stop()
+
+
+def _assert_started(stack: Stack) -> None:
+    """Once `start()` returns, every service answers ready at once (no retry), and each
+    holds its own port only: a service holding another's would keep it bound past its
+    owner's death."""
+    with httpx.Client(timeout=2) as http:
+        for name, svc in stack.services.items():
+            assert http.get(f"{svc.url}/health/ready").status_code == 200, name
+    for name, svc in stack.services.items():
+        assert svc.pid is not None
+        listening = {
+            c.laddr.port
+            for c in psutil.Process(svc.pid).net_connections("inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+        assert listening == {svc.port}, name
 
 
 async def _sign_up(api: ApexClient) -> tuple[str, str, Tokens]:

@@ -251,6 +251,9 @@ def test_every_service_advertises_the_address_the_launcher_bound(local_stack: St
     for name in SERVICES:
         svc = local_stack.services[name]
         assert svc.pid is not None and records.get((name, svc.pid)) == svc.url, name
+        # and it holds its own port only: one holding another's keeps it bound past its owner
+        listening = psutil.Process(svc.pid).net_connections("inet")
+        assert {c.laddr.port for c in listening if c.status == psutil.CONN_LISTEN} == {svc.port}
 
 
 def test_health_and_readiness_agree_for_every_service(local_stack: Stack) -> None:
