@@ -114,10 +114,14 @@ class ForkServer:
             return self._exits.get(pid)
 
     def close(self) -> None:
-        """End of input: the server leaves once its children have; then reap it."""
+        """End of input: the server leaves once its children have; then reap it. One that
+        forked nothing (a stack that failed before its services) need not finish importing."""
         with contextlib.suppress(OSError, ValueError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
+        with self._changed:
+            if not self._started:
+                self.proc.kill()
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:

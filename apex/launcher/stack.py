@@ -77,8 +77,11 @@ class Stack:
     def start(self) -> None:
         began = time.monotonic()
         try:
+            self._plan_redis()
+            sockets = self._bind_all()
+            self._preload(sockets)  # the fork server imports the services while Redis starts
             self._start_redis()
-            self._spawn_services()
+            self._spawn_services(sockets)
             self._wait_ready(self.config.ready_timeout)
         except BaseException:
             self.stop()
@@ -87,25 +90,34 @@ class Stack:
         self._monitor = threading.Thread(target=self._watch, name="apex-monitor", daemon=True)
         self._monitor.start()
 
-    def _start_redis(self) -> None:
-        if self.redis_url:
-            wait_for_redis(self.redis_url, self.config.redis_wait)
-            return
-        binary = find_redis_server(os.environ.get("APEX_REDIS_SERVER"))
-        self.redis = RedisServer(binary, self.workdir)
-        self.redis.start()
-        self.redis_url = self.redis.url
+    def _plan_redis(self) -> None:
+        """Our own redis-server (its port chosen now, started later), unless given one."""
+        if not self.redis_url:
+            binary = find_redis_server(os.environ.get("APEX_REDIS_SERVER"))
+            self.redis = RedisServer(binary, self.workdir)
+            self.redis_url = self.redis.url
 
-    def _spawn_services(self) -> None:
-        sockets = self._bind_all()
+    def _start_redis(self) -> None:
+        if self.redis is None:
+            wait_for_redis(self.redis_url, self.config.redis_wait)
+        else:
+            self.redis.start()
+
+    def _preload(self, sockets: dict[str, socket.socket]) -> None:
+        """The services, their environment, and the fork server (it imports them at once)."""
         self.services = {n: ServiceProcess(n, sockets[n], {}, self.workdir) for n in ORDER}
         env = self._service_env()
-        fds = [s.fileno() for s in sockets.values()]
+        for svc in self.services.values():
+            svc.env = env
         if self.config.preload:
+            fds = [s.fileno() for s in sockets.values()]
             self.forkserver = ForkServer(fds, env, self.workdir / "forkserver.log")
+
+    def _spawn_services(self, sockets: dict[str, socket.socket]) -> None:
+        fds = [s.fileno() for s in sockets.values()]
         for name in ORDER:  # dependency order; each waits for its dependencies' readiness
             svc = self.services[name]
-            svc.env, svc.server = env, self.forkserver
+            svc.server = self.forkserver
             svc.others = [fd for fd in fds if fd != svc.sock.fileno()]
             svc.start()
 
