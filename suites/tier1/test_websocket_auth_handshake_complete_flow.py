@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 
 import httpx
 import jwt
@@ -65,11 +66,26 @@ async def test_oauth_sign_in_to_bound_websocket(endpoints: Endpoints, via: str) 
     assert hello["session_id"] == tokens.session_id
 
 
-async def test_password_login_to_bound_websocket(endpoints: Endpoints) -> None:
+async def test_password_login_to_bound_websocket(endpoints: Endpoints, platform: Platform) -> None:
     async with ApexClient(endpoints) as api:
         _, tokens = await api.new_user("password")
+        user_id = (await api.me(tokens))["user_id"]
     hello = await _established(endpoints, tokens, "header")
-    assert hello["session_id"] == tokens.session_id
+    assert set(hello) == {
+        "connection_id", "user_id", "session_id", "session_version", "resume_id",
+        "config_version", "banner", "last_seq",
+    }  # fmt: skip
+    assert (hello["user_id"], hello["session_id"]) == (user_id, tokens.session_id)
+    assert (hello["session_version"], hello["last_seq"]) == (1, 0)  # a new session, new stream
+    assert uuid.UUID(str(hello["connection_id"])) and hello["resume_id"] != hello["connection_id"]
+    # the configuration in force reaches the client: its version and banner, as the
+    # backend (another service) has them, and the banner the platform was started with
+    async with ApexClient(endpoints) as api:
+        url = f"{endpoints.backend}/internal/config"
+        in_force = await api.call("GET", url, headers=await api.service_headers())
+    assert hello["config_version"] == in_force["version"]
+    assert hello["banner"] == in_force["config"]["maintenance_banner"]
+    assert hello["banner"] == platform.setting("APEX_CFG_MAINTENANCE_BANNER", hello["banner"])
 
 
 async def test_subprotocol_token_is_the_one_used_and_is_echoed(endpoints: Endpoints) -> None:
