@@ -18,6 +18,8 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from apex.tls import tls
+
 TERMINAL = ("agent_completed", "agent_error")
 
 
@@ -80,7 +82,7 @@ class ApexClient:
 
     def __init__(self, endpoints: Endpoints, timeout: float = 10.0) -> None:
         self.ep = endpoints
-        self.http = httpx.AsyncClient(timeout=timeout)
+        self.http = httpx.AsyncClient(verify=tls(), timeout=timeout)
         self._service: str = ""
 
     async def __aenter__(self) -> ApexClient:

@@ -12,6 +12,7 @@ import pytest
 
 from apex.client import Endpoints
 from apex.launcher import Stack, StackConfig
+from apex.tls import tls
 from suites.platform import Platform, service_urls
 
 # Fault injection on; a short backend timeout and breaker cooldown so outages are seen fast.
@@ -102,7 +103,7 @@ def settled(
 def _not_ready(platform: Platform, deadline: float) -> list[str]:
     """The services still not ready at `deadline` (polled until then)."""
     urls = service_urls(platform.endpoints)
-    with httpx.Client(timeout=1.0) as http:
+    with httpx.Client(verify=tls(), timeout=1.0) as http:
         while True:
             waiting = [name for name, url in urls.items() if not _ready(http, url)]
             if not waiting or time.monotonic() >= deadline:

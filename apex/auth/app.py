@@ -26,6 +26,7 @@ from apex.node import Node
 from apex.service import error, make_app, make_redis, redis_check
 from apex.sessions import SessionCache, SessionStore
 from apex.settings import Settings
+from apex.tls import tls
 from apex.tokens import SERVICE, Subject, TokenError, bearer, issue
 
 SERVICE_TTL = 300
@@ -51,7 +52,7 @@ class AuthApp:
         self.flows = Flows(settings, self.redis, self.sessions)
         self.throttle = LoginThrottle(self.redis, settings.login_failures, settings.login_window)
         self.node = Node("auth", settings, self.redis, {"redis": redis_check(self.redis)})
-        self.http = httpx.AsyncClient(timeout=5.0)
+        self.http = httpx.AsyncClient(verify=tls(), timeout=5.0)
         self.oauth = OAuthClient(
             settings.idp_url, f"{settings.auth_url}/auth/oauth/callback", self.redis, self.http
         )

@@ -33,6 +33,7 @@ from apex.ratelimit import UserRateLimit, WindowLimiter
 from apex.service import error, make_app, make_redis, redis_check
 from apex.sessions import SessionCache, SessionStore
 from apex.settings import Settings
+from apex.tls import tls
 from apex.tokens import Claims, TokenError, bearer
 from apex.worker import handlers
 
@@ -64,7 +65,7 @@ class BackendApp:
         self.store = Store(Path(settings.data_dir) / "backend.db")
         self.supervisor = Supervisor(self.store, DeterministicProvider())
         self.ledger = Ledger(self.store, self.redis)
-        self.http = httpx.AsyncClient(timeout=2.0)
+        self.http = httpx.AsyncClient(verify=tls(), timeout=2.0)
         self.aggregator = Aggregator(self.redis, self.http)
         self.jobs = Queue(self.redis, "jobs")
         self.tasks: list[asyncio.Task[None]] = []

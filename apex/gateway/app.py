@@ -27,6 +27,7 @@ from apex.ratelimit import TokenBucket, WindowLimiter, frame_refusal
 from apex.service import make_app, make_redis, redis_check
 from apex.sessions import SessionCache, SessionStore
 from apex.settings import Settings
+from apex.tls import tls
 from apex.tokens import TokenError, bearer
 
 QUERY_TOKEN_KEYS = ("token", "access_token", "jwt", "auth")
@@ -50,7 +51,9 @@ class GatewayApp:
         self.settings = settings
         self.redis = make_redis(settings.redis_url, settings.redis_timeout)
         self.cache = SessionCache(SessionStore(self.redis))
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(settings.backend_timeout, connect=1.0))
+        self.http = httpx.AsyncClient(
+            verify=tls(), timeout=httpx.Timeout(settings.backend_timeout, connect=1.0)
+        )
         self.breaker = CircuitBreaker(
             "backend", settings.breaker_threshold, settings.breaker_cooldown
         )

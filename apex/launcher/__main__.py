@@ -17,6 +17,7 @@ import httpx
 
 from apex.launcher.errors import LaunchError
 from apex.launcher.stack import Stack, StackConfig
+from apex.tls import tls
 
 CHECKED = ("APEX_AUTH_URL", "APEX_BACKEND_URL", "APEX_IDP_URL")
 
@@ -37,7 +38,7 @@ def check() -> int:
 
 def _ready(url: str) -> str:
     try:
-        resp = httpx.get(f"{url}/health/ready", timeout=2.0)
+        resp = httpx.get(f"{url}/health/ready", timeout=2.0, verify=tls())
     except httpx.HTTPError as exc:
         return f"unreachable ({type(exc).__name__})"
     return "ready" if resp.status_code == 200 else f"not ready ({resp.status_code})"

@@ -42,6 +42,9 @@ UVICORN_LAZY = (
     "uvicorn.lifespan.on",
     "uvicorn.loops.asyncio",
 )
+# what the services import only once they run (pydantic for the configuration: ~0.2 s of
+# CPU each, four at once on two cores at start-up; the identity provider's JOSE library)
+SERVICE_LAZY = ("apex.runtime_config", "joserfc.jwk", "joserfc.jwt")
 SPAWN_TIMEOUT = 10.0
 
 
@@ -181,9 +184,11 @@ def _preload() -> None:
     """What every service imports. A module that fails to import is left to the child of
     that service, where the error lands in its own log and exit code."""
     lean_imports()
-    for module in ("apex.service", "uvicorn", *UVICORN_LAZY, *SERVICES.values()):
+    for module in ("apex.service", "uvicorn", *UVICORN_LAZY, *SERVICES.values(), *SERVICE_LAZY):
         with contextlib.suppress(Exception):
             importlib.import_module(module)
+    with contextlib.suppress(Exception):
+        importlib.import_module("apex.tls").tls()  # made once here, every child inherits it
 
 
 def _reap(children: set[int], *, block: bool) -> None:

@@ -21,6 +21,7 @@ from apex.launcher.forkserver import ForkServer
 from apex.launcher.ports import listening_socket
 from apex.launcher.process import ServiceProcess
 from apex.launcher.redis_server import RedisServer, find_redis_server, wait_for_redis
+from apex.tls import tls
 
 ORDER = ("idp", "auth", "backend", "gateway")
 URL_VARS = {"auth": "APEX_AUTH_URL", "backend": "APEX_BACKEND_URL", "idp": "APEX_IDP_URL"}
@@ -159,7 +160,7 @@ class Stack:
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         pending = list(ORDER)
-        with httpx.Client(timeout=0.5) as client:
+        with httpx.Client(verify=tls(), timeout=0.5) as client:
             while pending:
                 pending = [n for n in pending if not self._ready(client, n)]
                 if pending and time.monotonic() > deadline:
@@ -182,7 +183,7 @@ class Stack:
         """True once service `name`, which died as `old_pid`, runs again and is ready."""
         svc = self.services[name]
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=0.5) as client:
+        with httpx.Client(verify=tls(), timeout=0.5) as client:
             while time.monotonic() < deadline:
                 if svc.pid != old_pid and svc.alive() and self._ready(client, name):
                     return True

@@ -19,6 +19,7 @@ import pytest
 
 from apex.client import ApexClient, ApexError, Endpoints, Tokens, ask, connect, receive
 from apex.launcher import Stack
+from apex.tls import tls
 from suites.platform import budgets
 
 pytestmark = pytest.mark.anyio
@@ -68,7 +69,7 @@ def _assert_started(stack: Stack) -> None:
     """Once `start()` returns, every service answers ready at once (no retry), and each
     holds its own port only: a service holding another's would keep it bound past its
     owner's death."""
-    with httpx.Client(timeout=2) as http:
+    with httpx.Client(verify=tls(), timeout=2) as http:
         for name, svc in stack.services.items():
             assert http.get(f"{svc.url}/health/ready").status_code == 200, name
     for name, svc in stack.services.items():

@@ -28,6 +28,7 @@ import redis
 
 from apex.launcher import LaunchError, Stack, StackConfig
 from apex.launcher.process import ServiceProcess
+from apex.tls import tls
 from suites.platform import budgets
 from suites.tier1.launcher_helpers import (
     Launcher,
@@ -90,6 +91,7 @@ def test_launcher_applies_the_environment_and_stops_cleanly() -> None:
         login = httpx.post(
             f"{urls['APEX_AUTH_URL']}/auth/login",
             timeout=5,
+            verify=tls(),
             json={"email": "dev@apex.test", "password": "a-long-dev-password"},
         )
         assert login.status_code == 200 and login.json()["expires_in"] == 123
@@ -111,6 +113,7 @@ def test_generated_demo_credentials_are_private_and_sigterm_cleans_up() -> None:
         login = httpx.post(
             f"{urls['APEX_AUTH_URL']}/auth/login",
             timeout=5,
+            verify=tls(),
             json={"email": creds["APEX_DEMO_EMAIL"], "password": creds["APEX_DEMO_PASSWORD"]},
         )
         assert login.status_code == 200
@@ -237,7 +240,7 @@ def test_killed_service_is_detected_and_restarted(local_stack: Stack) -> None:
     assert local_stack.wait_restarted("gateway", old), "the gateway was not restarted"
     assert gateway.restarts == restarts + 1
     assert gateway.pid is not None and gateway.pid != old
-    with httpx.Client(timeout=2) as http:  # the pre-kill address answers again
+    with httpx.Client(verify=tls(), timeout=2) as http:  # the pre-kill address answers again
         assert http.get(f"{url}/health").json()["service"] == "gateway"
 
     deadline = time.monotonic() + 5  # the new process advertises itself within a heartbeat
@@ -257,7 +260,7 @@ def test_every_service_advertises_the_address_the_launcher_bound(local_stack: St
 
 
 def test_health_and_readiness_agree_for_every_service(local_stack: Stack) -> None:
-    with httpx.Client(timeout=2) as http:
+    with httpx.Client(verify=tls(), timeout=2) as http:
         for name in SERVICES:
             url = local_stack.services[name].url
             health, ready = http.get(f"{url}/health"), http.get(f"{url}/health/ready")
@@ -281,7 +284,7 @@ def test_readiness_is_a_fast_503_while_redis_stalls(local_stack: Stack) -> None:
     if local_stack.redis is None or local_stack.redis.proc is None:
         pytest.skip("needs the Redis this session launched")
     auth = local_stack.services["auth"].url
-    with httpx.Client(timeout=5) as http, _paused(local_stack.redis.proc.pid):
+    with httpx.Client(verify=tls(), timeout=5) as http, _paused(local_stack.redis.proc.pid):
         started = time.perf_counter()
         ready = http.get(f"{auth}/health/ready")
         took = time.perf_counter() - started

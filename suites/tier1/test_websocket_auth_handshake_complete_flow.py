@@ -22,6 +22,7 @@ from joserfc.jwk import KeySet
 from websockets.typing import Subprotocol
 
 from apex.client import ApexClient, Endpoints, Tokens, ask, connect, query_of, receive
+from apex.tls import tls
 from suites.platform import Platform
 from suites.tier1.handshake_helpers import (
     CALLBACK,
@@ -85,7 +86,7 @@ async def test_password_login_to_bound_websocket(endpoints: Endpoints, platform:
         in_force = await api.call("GET", url, headers=await api.service_headers())
     assert hello["config_version"] == in_force["version"]
     assert hello["banner"] == in_force["config"]["maintenance_banner"]
-    assert hello["banner"] == platform.setting("APEX_CFG_MAINTENANCE_BANNER", hello["banner"])
+    assert hello["banner"] == platform.setting("APEX_CFG_MAINTENANCE_BANNER", str(hello["banner"]))
 
 
 async def test_subprotocol_token_is_the_one_used_and_is_echoed(endpoints: Endpoints) -> None:
@@ -173,7 +174,7 @@ async def test_oauth_state_is_single_use(endpoints: Endpoints) -> None:
 
 async def test_wrong_pkce_verifier_is_refused(endpoints: Endpoints) -> None:
     verifier = "v" * 64
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=tls()) as http:
         for attempt, expected in (("w" * 64, 400), (verifier, 200)):
             code = await authorize(http, endpoints, s256(verifier))
             resp = await exchange(http, endpoints, code, attempt)
@@ -199,7 +200,7 @@ async def test_authorize_refuses_a_bad_request_without_redirecting(
     endpoints: Endpoints, override: dict[str, str], problem: str
 ) -> None:
     params = authorize_params(endpoints, s256("v" * 64), **override)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=tls()) as http:
         resp = await http.get(f"{endpoints.idp}/authorize", params=params)
     assert resp.status_code == 400 and "location" not in resp.headers
     assert resp.json()["error"] == "invalid_request"
@@ -208,7 +209,7 @@ async def test_authorize_refuses_a_bad_request_without_redirecting(
 
 async def test_authorization_codes_are_single_use_and_bound(endpoints: Endpoints) -> None:
     verifier, spent = "v" * 64, "unknown, used or expired code"
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=tls()) as http:
         code = await authorize(http, endpoints, s256(verifier))
         assert (await exchange(http, endpoints, code, "w" * 64)).status_code == 400
         retry = await exchange(http, endpoints, code, verifier)  # spent even on failure
@@ -227,7 +228,7 @@ async def test_authorization_codes_are_single_use_and_bound(endpoints: Endpoints
 
 async def test_id_token_is_rs256_signed_for_this_client(endpoints: Endpoints) -> None:
     verifier = "v" * 64
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(verify=tls()) as http:
         code = await authorize(
             http, endpoints, s256(verifier), nonce="n-123", login_hint="Mixed.Case@Example.Test"
         )

@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection
 
 from apex.client import ApexClient, ask, connect, gateway_http, receive
 from apex.launcher import Stack
+from apex.tls import tls
 from suites.platform import eventually
 from suites.tier2.frames import send
 from suites.tier2.stub_backend import (
@@ -316,7 +317,7 @@ async def test_a_stalled_backend_is_contained_and_the_connection_recovers(
 async def test_redis_stall_gives_fast_503s_and_honest_readiness(local_stack: Stack) -> None:
     endpoints = local_stack.endpoints()
     assert local_stack.redis is not None and local_stack.redis.proc is not None
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=10) as http:
         with _pause(local_stack.redis.proc.pid):
             started = time.perf_counter()
             live = await http.get(f"{endpoints.auth}/health")

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from apex.client import ApexClient, Endpoints
 from apex.launcher import Stack, StackConfig
+from apex.tls import tls
 from suites.platform import budgets, eventually, service_urls
 
 FILE_SECRET = "sk-file-NEVER-SHOWN-7a7a"
@@ -76,7 +77,7 @@ async def timed_out_after(endpoints: Endpoints, token: str) -> str:
     }
     headers = {"Authorization": f"Bearer {token}"}
     async with (
-        httpx.AsyncClient(timeout=10.0) as http,
+        httpx.AsyncClient(verify=tls(), timeout=10.0) as http,
         http.stream(
             "POST", f"{endpoints.backend}/api/agent/run", json=body, headers=headers
         ) as resp,

@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from apex.client import Endpoints
 from apex.launcher import Stack
 from apex.mq import Queue
+from apex.tls import tls
 from suites.platform import eventually
 from suites.tier3.mq_support import (
     WorkerProcess,
@@ -84,7 +85,7 @@ async def job_key(redis_client: aioredis.Redis) -> AsyncIterator[str]:
 
 
 async def _backend_checks(backend: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(timeout=2.0) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=2.0) as http:
         return dict((await http.get(f"{backend}/health/ready")).json()["checks"])
 
 

@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 
 from apex.client import ApexClient, Endpoints, ask, connect, gateway_http
 from apex.launcher import Stack
+from apex.tls import tls
 from suites.platform import eventually, extra_instance, service_urls
 from suites.tier3.discovery_support import beat_gaps, current, records, watch
 from suites.tier3.fakes import FakeState, fake_server, record, register
@@ -48,7 +49,7 @@ async def _statuses(client: aioredis.Redis, stack: Stack) -> dict[str, str]:
 
 
 async def _ready(url: str) -> tuple[int, dict[str, Any]]:
-    async with httpx.AsyncClient(timeout=2.0) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=2.0) as http:
         resp = await http.get(f"{url}/health/ready")
     return resp.status_code, dict(resp.json()["checks"])
 
@@ -245,7 +246,7 @@ async def _hammer(
 ) -> None:
     """Readiness probes of the gateway, back to back (each asks a backend for /health)."""
     until = time.monotonic() + seconds
-    async with httpx.AsyncClient(timeout=2.0) as http:
+    async with httpx.AsyncClient(verify=tls(), timeout=2.0) as http:
         while time.monotonic() < until and not (until_hit and state.times("/health")):
             await http.get(f"{gateway}/health/ready")
     assert not until_hit or state.times("/health"), "the gateway never used the new instance"
