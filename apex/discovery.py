@@ -74,8 +74,13 @@ async def resolve(
     )
 
 
+EMPTY_TTL = 0.02  # seconds "none is known" is believed (at start-up, the first answer)
+
+
 class PeerResolver:
-    """Round-robin over a service's healthy instances, re-read at most every `ttl` seconds."""
+    """Round-robin over a service's healthy instances, re-read at most every `ttl` seconds
+    (an empty answer every EMPTY_TTL: a gateway that asked before the backend registered
+    is ready as soon as it has, not up to `ttl` later)."""
 
     def __init__(self, client: aioredis.Redis, service: str, ttl: float = 0.25) -> None:
         self.redis, self.service, self.ttl = client, service, ttl
@@ -84,7 +89,8 @@ class PeerResolver:
         self.turn = 0
 
     async def url(self) -> str | None:
-        if time.monotonic() - self.read_at > self.ttl:
+        fresh_for = self.ttl if self.cached else min(self.ttl, EMPTY_TTL)
+        if time.monotonic() - self.read_at > fresh_for:
             self.cached = [r["url"] for r in await resolve(self.redis, self.service)]
             self.read_at = time.monotonic()
         if not self.cached:
