@@ -18,7 +18,7 @@ from starlette.routing import Route
 
 from apex.access import check_access
 from apex.auth.flows import Flows
-from apex.auth.oauth import OAuthClient, OAuthError
+from apex.auth.oauth import OAuthClient, OAuthError, account_for
 from apex.auth.throttle import LoginThrottle
 from apex.auth.users import User, UserStore
 from apex.internal import session_routes
@@ -177,7 +177,7 @@ class AuthApp:
             email = await self.oauth.finish(q.get("code", ""), q.get("state", ""))
         except OAuthError as exc:
             return error(400, str(exc))
-        user = await run_in_threadpool(self.users.external, email)
+        user = await run_in_threadpool(account_for, self.users, email)
         return JSONResponse(await self.flows.login(user))
 
     async def seed(self) -> None:

@@ -7,11 +7,15 @@ challenge); joserfc verifies the RS256 ID token against the provider's JWKS.
 from __future__ import annotations
 
 import json
+import secrets
+import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
+
+from apex.auth.users import User, UserStore
 
 CLIENT_ID = "apex-auth"
 STATE_TTL = 300
@@ -19,6 +23,19 @@ STATE_TTL = 300
 
 class OAuthError(Exception):
     """Sign-in failed: bad state, refused code, invalid ID token."""
+
+
+def account_for(users: UserStore, email: str) -> User:
+    """The user the identity provider vouched for, created on their first sign-in (with no
+    usable password). Two first sign-ins at once make one account: the loser of the race
+    to create it reads the winner's."""
+    user = users.by_email(email)
+    if user is not None:
+        return user
+    try:
+        return users.add(email, secrets.token_urlsafe(32))
+    except sqlite3.IntegrityError:
+        return users.by_email(email) or users.add(email, secrets.token_urlsafe(32))
 
 
 def state_key(state: str) -> str:

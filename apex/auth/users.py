@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import sqlite3
 import threading
 import uuid
@@ -70,16 +69,6 @@ class UserStore:
     def by_email(self, email: str) -> User | None:
         row = self._row("email", email.lower())
         return _user(row) if row else None
-
-    def external(self, email: str) -> User:
-        """The user an identity provider vouched for, created on first sign-in."""
-        user = self.by_email(email)
-        if user is not None:
-            return user
-        try:
-            return self.add(email, secrets.token_urlsafe(32))  # no usable password
-        except sqlite3.IntegrityError:
-            return self.by_email(email) or self.add(email, secrets.token_urlsafe(32))
 
     def get(self, user_id: str) -> User | None:
         row = self._row("id", user_id)
