@@ -11,6 +11,9 @@ Under pytest-xdist every worker collects and runs its tests and writes its own e
 controller, which collects nothing, reports what only it sees: a worker that died and
 the test it held, and the end of the session. It also schedules: tests of entries that
 share a `group` go to one worker, every other test wherever a worker is free.
+
+PYTEST_DONT_REWRITE: pytest would parse and rewrite this module's asserts in every child
+(each start, where no bytecode is written); it has none whose message matters.
 """
 
 from __future__ import annotations
