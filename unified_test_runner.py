@@ -1,6 +1,6 @@
 """Entry point kept at the project root so `python unified_test_runner.py` works."""
 
-from runner.entry import main
+from runner.entry import console
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console()
