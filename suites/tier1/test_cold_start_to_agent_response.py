@@ -116,6 +116,7 @@ async def _first_conversation(stack: Stack, record_property: Any) -> None:
         _assert_stream_in_order(frames)
         _assert_meaningful(frames)
         await _assert_one_thread(api, tokens, thread_id, frames, follow_up)
+        await _assert_runs_reported(api, tokens, frames)
     _assert_persisted_in_sqlite(stack, thread_id, user_id)
     _assert_user_stored(stack, user_id, email)
 
@@ -168,6 +169,18 @@ async def _assert_one_thread(
     ]
     listed = await api.call("GET", f"{api.ep.backend}/api/threads", headers=tokens.header)
     assert [(t["id"], t["title"]) for t in listed["threads"]] == [(thread_id, QUESTION)]
+
+
+async def _assert_runs_reported(
+    api: ApexClient, tokens: Tokens, frames: list[dict[str, Any]]
+) -> None:
+    """The runs API gives the user the run tree the frames named, each run completed."""
+    supervisor = frames[-1]["payload"]["run_id"]
+    url = f"{api.ep.backend}/api/runs/{supervisor}"
+    runs = (await api.call("GET", url, headers=tokens.header))["runs"]
+    named = {f["payload"]["agent"]: f["payload"]["run_id"] for f in frames}
+    assert {r["agent"]: r["run_id"] for r in runs} == named
+    assert all(r["transitions"] == COMPLETED_RUN for r in runs), runs
 
 
 def _assert_persisted_in_sqlite(stack: Stack, thread_id: str, user_id: str) -> None:
