@@ -181,8 +181,7 @@ class GatewayApp:
         """Acknowledged frames need not be kept for a resume any more."""
         seq = payload.get("seq")
         if isinstance(seq, int):
-            while conn.lineage.buffer and conn.lineage.buffer[0][0] <= seq:
-                conn.lineage.buffer.popleft()
+            conn.lineage.release(seq)
 
     async def _on_resume(self, conn: Connection, payload: dict[str, Any]) -> None:
         await resume(self.lineages, conn, payload)

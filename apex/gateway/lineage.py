@@ -63,6 +63,11 @@ class Lineage:
         if self.conn is not None:
             await self.conn.wake()
 
+    def release(self, seq: int) -> None:
+        """Frames up to `seq` were acknowledged: they need not be kept for a resume."""
+        while self.buffer and self.buffer[0][0] <= seq:
+            self.buffer.popleft()
+
     def after(self, seq: int) -> list[tuple[int, str]]:
         return [(s, text) for s, text in self.buffer if s > seq]
 
