@@ -209,6 +209,7 @@ async def test_wrong_pkce_verifier_is_refused(endpoints: Endpoints) -> None:
     ("override", "problem"),
     [
         ({"response_type": "token"}, "response_type must be code"),
+        ({"client_id": "not-apex"}, "response_type must be code, for a registered client_id"),
         ({"redirect_uri": "http://evil.test/cb"}, "redirect_uri is not registered"),
         ({"code_challenge": ""}, "PKCE is required"),
         ({"code_challenge_method": "plain"}, "PKCE is required"),
