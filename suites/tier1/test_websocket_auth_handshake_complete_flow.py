@@ -276,7 +276,12 @@ async def test_token_refresh_keeps_the_user_connected(endpoints: Endpoints) -> N
             fresh = await api.refresh(tokens)
             assert (await ask(ws, "usage after refresh"))[-1]["type"] == "agent_completed"
         hello = await _established(endpoints, fresh, "subprotocol")
+        # an access token is no refresh token (a different `token_type`, same signature)
+        wrong = await api.http.post(
+            f"{endpoints.auth}/auth/refresh", json={"refresh_token": fresh.access}
+        )
     assert hello["session_id"] == tokens.session_id
+    assert wrong.status_code == 401, wrong.text
 
 
 async def test_token_lifetimes(platform: Platform) -> None:
