@@ -9,10 +9,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from apex.client import Endpoints, gateway_http
+from apex.client import ApexClient, Endpoints, gateway_http
 from apex.launcher import Stack
 from apex.launcher.ports import listening_socket
 from apex.launcher.process import ServiceProcess
@@ -48,6 +49,12 @@ def service_urls(endpoints: Endpoints) -> dict[str, str]:
         "gateway": gateway_http(endpoints),
     }
     return {**urls, "idp": endpoints.idp} if endpoints.idp else urls
+
+
+async def gateway_stats(api: ApexClient) -> dict[str, Any]:
+    """The gateway's `/internal/stats` (connections, streams, buffers, breaker)."""
+    url = f"{gateway_http(api.ep)}/internal/stats"
+    return dict(await api.call("GET", url, headers=await api.service_headers()))
 
 
 def budgets() -> dict[str, float]:

@@ -18,7 +18,7 @@ import websockets
 
 from apex.client import ApexClient, ApexError, Endpoints, Tokens, connect, gateway_http, receive
 from apex.launcher import Stack
-from suites.platform import budgets, eventually
+from suites.platform import budgets, eventually, gateway_stats
 
 pytestmark = pytest.mark.anyio
 CHANNEL = "apex:session-events"  # the published contract, written here
@@ -244,8 +244,7 @@ async def test_an_update_reaches_only_the_streams_of_its_own_session(endpoints: 
 
 
 async def _streams(api: ApexClient) -> int:
-    url = f"{gateway_http(api.ep)}/internal/stats"
-    return int((await api.call("GET", url, headers=await api.service_headers()))["lineages"])
+    return int((await gateway_stats(api))["lineages"])
 
 
 async def test_an_ended_session_leaves_no_resumable_stream(

@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection
 from apex.client import ApexClient, ask, connect, gateway_http, receive
 from apex.launcher import Stack
 from apex.tls import tls
-from suites.platform import eventually
+from suites.platform import eventually, gateway_stats
 from suites.tier2.frames import send
 from suites.tier2.stub_backend import (
     Reply,
@@ -54,10 +54,7 @@ def _pause(pid: int) -> Iterator[None]:
 
 
 async def _breaker(api: ApexClient) -> dict[str, Any]:
-    stats = await api.call(
-        "GET", f"{gateway_http(api.ep)}/internal/stats", headers=await api.service_headers()
-    )
-    return dict(stats["breaker"])
+    return dict((await gateway_stats(api))["breaker"])
 
 
 async def _ask(ws: ClientConnection, content: str = "usage please") -> tuple[float, dict[str, Any]]:

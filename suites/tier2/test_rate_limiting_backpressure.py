@@ -22,9 +22,9 @@ import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection
 
-from apex.client import ApexClient, Endpoints, Tokens, connect, gateway_http, receive
+from apex.client import ApexClient, Endpoints, Tokens, connect, receive
 from apex.launcher import Stack
-from suites.platform import eventually
+from suites.platform import eventually, gateway_stats
 from suites.tier2.direct import redis_of, user_id, writes_paused
 from suites.tier2.frames import Sockets, fresh_window, next_window, pings, window_slot
 
@@ -243,11 +243,6 @@ def _rss_kib(pid: int) -> int:
     return int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1])
 
 
-async def _stats(api: ApexClient) -> dict[str, Any]:
-    url = f"{gateway_http(api.ep)}/internal/stats"
-    return dict(await api.call("GET", url, headers=await api.service_headers()))
-
-
 async def _stall(api: ApexClient, ws: ClientConnection, gateway: int) -> tuple[dict[str, Any], int]:
     """Start a long streamed answer and read nothing until the stream is held back (and a
     while longer); (gateway stats, RSS growth KiB meanwhile)."""
@@ -257,11 +252,11 @@ async def _stall(api: ApexClient, ws: ClientConnection, gateway: int) -> tuple[d
     await ws.send(json.dumps({"type": "user_message", "payload": payload}))
 
     async def held() -> bool:
-        return bool((await _stats(api))["max_backlog"] >= HIGH_WATER)
+        return bool((await gateway_stats(api))["max_backlog"] >= HIGH_WATER)
 
     await eventually(held, 10, interval=0.02)
     await asyncio.sleep(0.5)  # held, not just passing through
-    return await _stats(api), _rss_kib(gateway) - before
+    return await gateway_stats(api), _rss_kib(gateway) - before
 
 
 async def test_slow_consumer_gets_backpressure_not_unbounded_buffers(local_stack: Stack) -> None:

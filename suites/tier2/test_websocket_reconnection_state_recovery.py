@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection
 
 from apex.client import ApexClient, Endpoints, Tokens, connect, gateway_http, receive
 from apex.launcher import Stack
-from suites.platform import eventually, extra_instance
+from suites.platform import eventually, extra_instance, gateway_stats
 from suites.tier2.frames import Sockets, drop, resume, send, until_final
 
 pytestmark = pytest.mark.anyio
@@ -349,7 +349,7 @@ async def test_malformed_frames_are_answered_and_take_no_seq(
         local_only = await _alone(api)
         await api.update_session(tokens, {"after": "errors"})
         update = await receive(ws)
-        streamed = await _stats(api)
+        streamed = await gateway_stats(api)
     codes = {name: a["payload"].get("code", a["type"]) for name, a in answers.items()}
     assert codes == {name: code for name, (_, code) in MALFORMED.items()}
     assert answers["no payload"]["payload"] == {}
@@ -406,11 +406,11 @@ async def test_a_slow_reader_holds_its_stream_exactly_high_water_ahead(
         await send(ws, "user_message", content="usage report", options=LONG_RUN)
 
         async def held() -> bool:
-            return bool((await _stats(api))["max_backlog"] >= HIGH_WATER)
+            return bool((await gateway_stats(api))["max_backlog"] >= HIGH_WATER)
 
         await eventually(held, 10, interval=0.02)  # nothing read: the buffers fill up
         await asyncio.sleep(0.3)  # it stays held there
-        stats = await _stats(api)
+        stats = await gateway_stats(api)
         frames = await until_final(ws, 10)
     assert stats["max_backlog"] == HIGH_WATER, stats
     assert _seqs(frames) == list(range(1, len(frames) + 1)) and len(frames) > 5000
@@ -420,15 +420,10 @@ async def _alone(api: ApexClient) -> dict[str, Any]:
     """The gateway's stats once this test's connection is the only one left open."""
 
     async def alone() -> bool:
-        return bool((await _stats(api))["connections"] == 1)
+        return bool((await gateway_stats(api))["connections"] == 1)
 
     await eventually(alone, 5)
-    return await _stats(api)
-
-
-async def _stats(api: ApexClient) -> dict[str, Any]:
-    url = f"{gateway_http(api.ep)}/internal/stats"
-    return dict(await api.call("GET", url, headers=await api.service_headers()))
+    return await gateway_stats(api)
 
 
 async def _client(api: ApexClient, sockets: Sockets, few: asyncio.Semaphore) -> tuple[Tokens, str]:
