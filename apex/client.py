@@ -123,11 +123,14 @@ class ApexClient:
 
     async def oauth_sign_in(self, email: str) -> Tokens:
         """The browser's part of the authorization-code flow, redirect by redirect."""
+        return Tokens.parse(await self.call("GET", await self.oauth_callback(email)))
+
+    async def oauth_callback(self, email: str) -> str:
+        """The flow up to the identity provider's redirect back to auth (not followed)."""
         start = await self.http.get(
             f"{self.ep.auth}/auth/oauth/start", params={"login_hint": email}
         )
-        consent = await self.http.get(_location(start))
-        return Tokens.parse(await self.call("GET", _location(consent)))
+        return _location(await self.http.get(_location(start)))
 
     async def update_session(self, tokens: Tokens, changes: dict[str, Any]) -> dict[str, Any]:
         return dict(

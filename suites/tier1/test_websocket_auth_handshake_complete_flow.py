@@ -67,20 +67,12 @@ async def test_oauth_sign_in_to_bound_websocket(endpoints: Endpoints, via: str) 
     assert hello["session_id"] == tokens.session_id
 
 
-async def _to_callback(api: ApexClient, email: str) -> str:
-    """The browser's OAuth steps up to the redirect back to auth (not yet followed)."""
-    start = await api.http.get(f"{api.ep.auth}/auth/oauth/start", params={"login_hint": email})
-    consent = await api.http.get(start.headers["location"])
-    assert consent.status_code == 302, consent.text
-    return str(consent.headers["location"])
-
-
 async def test_first_sign_ins_at_once_make_one_account(endpoints: Endpoints) -> None:
     """Four first OAuth sign-ins of a new user land together: every one is signed in, all
     as the same account (the account is created once, whoever wins the race)."""
     hint = f"together-{time.monotonic_ns()}@example.test"
     async with ApexClient(endpoints) as api:
-        callbacks = [await _to_callback(api, hint) for _ in range(4)]
+        callbacks = [await api.oauth_callback(hint) for _ in range(4)]
         answers = await asyncio.gather(*(api.http.get(url) for url in callbacks))
         assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
         users = {(await api.me(Tokens.parse(a.json())))["user_id"] for a in answers}
