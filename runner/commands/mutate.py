@@ -30,7 +30,8 @@ class Plan:
     entries: tuple[Entry, ...]
     files: dict[str, list[str]]  # entry id -> the files it covers
     chosen: dict[str, list[Mutant]]  # entry id -> its mutants in this run (maybe a sample)
-    totals: dict[str, int]  # entry id -> how many mutants its files have
+    totals: dict[str, int]  # entry id -> how many mutants its files have (marked left out)
+    marked: dict[str, int]  # entry id -> its mutants marked equivalent (`# pragma: no mutate`)
 
     def covering(self, mutant: Mutant) -> list[str]:
         return [e.id for e in self.entries if mutant.path in self.files[e.id]]
@@ -69,12 +70,16 @@ def _plan(
     request: MutateRequest,
 ) -> Plan:
     """Each entry's mutants, or a seeded sample of them per entry."""
-    chosen, totals = {}, {}
+    chosen, totals, marked = {}, {}, {}
     for entry in entries:
         own = [m for m in mutants if m.path in files[entry.id]]
+        live = [m for m in own if not m.marked]
         seed = request.seed ^ zlib.crc32(entry.id.encode())  # per entry, the same each time
-        chosen[entry.id], totals[entry.id] = sample(own, request.sample, seed), len(own)
-    return Plan(registry=registry, entries=entries, files=files, chosen=chosen, totals=totals)
+        chosen[entry.id], totals[entry.id] = sample(live, request.sample, seed), len(live)
+        marked[entry.id] = len(own) - len(live)
+    return Plan(
+        registry=registry, entries=entries, files=files, chosen=chosen, totals=totals, marked=marked
+    )
 
 
 def _run(plan: Plan, session: Session, request: MutateRequest) -> int:
@@ -158,6 +163,7 @@ def _score(plan: Plan, entry: Entry, done: dict[str, dict[str, Any]]) -> EntrySc
         entry_id=entry.id,
         mrr=entry.mrr,
         mutants=plan.totals[entry.id],
+        marked=plan.marked[entry.id],
         killed=len(mine) - len(survivors),
         survived=len(survivors),
         timed_out=sum(o == TIMED_OUT for _, o in mine),

@@ -5,6 +5,10 @@ keywords, exceptions, loops...), applies one to a file and puts the file back, a
 session in SQLite (its WorkDB) so an interrupted run resumes where it stopped. What runs
 against a mutant is the runner's business (runner.mutation.driver).
 
+A line a person has judged equivalent (no test could tell the mutant from the original)
+says so with cosmic-ray's own marker, `# pragma: no mutate`, and a reason beside it; its
+mutants are counted as marked, never run, and left out of the scores.
+
 A session is tied to the files and their contents: change the code and a new session
 starts. A mutant is applied in place, as cosmic-ray does; the file's original text is kept
 beside the session until it is back, so a run killed mid-mutant restores it next time.
@@ -32,11 +36,13 @@ class Mutant:
     operator: str
     occurrence: int
     line: int
+    marked: bool = False  # its line says `# pragma: no mutate`: judged equivalent
 
 
 def _cosmic_ray() -> Any:
     try:
         import cosmic_ray.commands  # noqa: PLC0415 - only `mutate` needs it
+        import cosmic_ray.tools.filters.pragma_no_mutate  # noqa: PLC0415
         import cosmic_ray.work_db  # noqa: PLC0415
         import cosmic_ray.work_item  # noqa: PLC0415
     except ImportError:
@@ -60,14 +66,20 @@ class Session:
         self.db = self.cr.work_db.WorkDB(str(self.path), self.cr.work_db.WorkDB.Mode.create)
         if fresh or self.db.num_work_items == 0:
             self.cr.commands.init([root / f for f in files], self.db, {})
+        self.cr.tools.filters.pragma_no_mutate.PragmaNoMutateFilter().filter(self.db, None)
+        self.marked = frozenset(
+            job
+            for job, result in self.db.results
+            if result.worker_outcome == self.cr.work_item.WorkerOutcome.SKIPPED
+        )
 
     def close(self) -> None:
         self.db.close()
 
     def mutants(self) -> list[Mutant]:
-        """Every mutant, but those inside annotations a module never evaluates (under
-        `from __future__ import annotations`): no test can tell them apart (mutmut does not
-        mutate annotations either)."""
+        """Every mutant (those marked equivalent say so), but those inside annotations a
+        module never evaluates (under `from __future__ import annotations`): no test can
+        tell them apart (mutmut does not mutate annotations either)."""
         found = []
         for item in self.db.work_items:
             (spec,) = item.mutations
@@ -80,6 +92,7 @@ class Session:
                     operator=spec.operator_name,
                     occurrence=spec.occurrence,
                     line=spec.start_pos[0],
+                    marked=item.job_id in self.marked,
                 )
             )
         return sorted(found, key=lambda m: (m.path, m.line, m.operator, m.occurrence))
@@ -88,6 +101,8 @@ class Session:
         """job id -> {"entries": {entry id: outcome}, "diff": text}, for the mutants done."""
         done = {}
         for job_id, result in self.db.results:
+            if job_id in self.marked:
+                continue
             with contextlib.suppress(TypeError, ValueError):
                 done[job_id] = {
                     "entries": json.loads(result.output or "{}"),

@@ -33,7 +33,8 @@ class Survivor:
 class EntryScore:
     entry_id: str
     mrr: float
-    mutants: int  # every mutant of the files it covers
+    mutants: int  # every mutant of the files it covers, but those marked equivalent
+    marked: int = 0  # mutants on lines marked `# pragma: no mutate`: never run nor scored
     killed: int = 0  # failing tests, timeouts included
     survived: int = 0
     timed_out: int = 0  # of the killed, those that hung (a hang is a kill)
@@ -90,6 +91,7 @@ def _entry(score: EntryScore) -> dict[str, Any]:
         "id": score.entry_id,
         "mrr": score.mrr,
         "mutants": score.mutants,
+        "marked_equivalent": score.marked,
         "total": score.run,
         "killed": score.killed,
         "survived": score.survived,

@@ -44,13 +44,24 @@ def render(scores: list[EntryScore], registry: Registry) -> None:
 
 def _table(scores: list[EntryScore]) -> Table:
     table = Table(title="Mutation score by entry", title_justify="left")
-    for column in ("Entry", "MRR", "Mutants", "Run", "Killed", "Survived", "Timed out", "Score"):
+    for column in (
+        "Entry",
+        "MRR",
+        "Mutants",
+        "Marked",
+        "Run",
+        "Killed",
+        "Survived",
+        "Timed out",
+        "Score",
+    ):
         table.add_column(column, justify="left" if column == "Entry" else "right", no_wrap=True)
     for s in scores:
         table.add_row(
             s.entry_id,
             money(s.mrr),
             str(s.mutants),
+            str(s.marked),
             str(s.run),
             str(s.killed),
             str(s.survived),

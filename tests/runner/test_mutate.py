@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from runner.mutation.engine import in_lazy_annotation
+from runner.mutation.engine import Session, in_lazy_annotation
 from tests.conftest import REPO, Project, entry
 
 pytestmark = pytest.mark.slow
@@ -178,3 +178,21 @@ def test_annotations_a_module_never_evaluates_are_not_mutants(tmp_path: Path) ->
     eager = tmp_path / "eager.py"
     eager.write_text(LAZY.split("\n", 1)[1])
     assert not in_lazy_annotation(eager, (2, 9))
+
+
+def test_a_line_marked_no_mutate_is_counted_never_run(calc: Project, tmp_path: Path) -> None:
+    """cosmic-ray's `# pragma: no mutate` marks an equivalent mutant: a person judged that no
+    test can tell it apart. Its mutants are counted as marked and left out of the score."""
+    marked = CALC.replace("total > 100:", "total > 100:  # pragma: no mutate  (a reason)")
+    calc.write("calc.py", marked)
+    session = Session(tmp_path / "session", calc.root, ["calc.py"])
+    mutants = session.mutants()
+    session.close()
+    assert {m.line for m in mutants if m.marked} == {5}
+    assert any(not m.marked for m in mutants if m.line == 4)
+    proc = calc.run("mutate", "--id", "checks", "--sample", "2", "--json", "m.json", timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    checks = _entries(calc)["checks"]
+    assert checks["marked_equivalent"] == sum(m.marked for m in mutants) > 0
+    assert checks["mutants"] == sum(not m.marked for m in mutants)
+    assert "line 5" not in proc.stdout and "calc.py:5 " not in proc.stdout
