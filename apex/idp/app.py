@@ -65,7 +65,8 @@ class IdentityProvider:
             if self._key is None:
                 from joserfc.jwk import RSAKey  # noqa: PLC0415
 
-                self._key = RSAKey.generate_key(2048, parameters={"kid": secrets.token_hex(8)})
+                kid = secrets.token_hex(8)  # pragma: no mutate - opaque: any length names it
+                self._key = RSAKey.generate_key(2048, parameters={"kid": kid})
             return self._key
 
     async def warm(self) -> None:
