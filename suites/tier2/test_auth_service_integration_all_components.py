@@ -83,6 +83,15 @@ async def test_sign_in_is_throttled_per_email_after_five_failures(local_stack: S
             f"{api.ep.auth}/auth/login", json={"email": f"  {email.upper()} ", "password": PASSWORD}
         )
         left_ms = await client.pttl(idn.failures_key(email))
+        # the window's last moments: a client told to wait must not be told to wait longer
+        await client.pexpire(idn.failures_key(email), 300)
+        closing = await api.http.post(
+            f"{api.ep.auth}/auth/login", json={"email": email, "password": PASSWORD}
+        )
+        await asyncio.sleep(0.35)
+        after = await api.http.post(
+            f"{api.ep.auth}/auth/login", json={"email": email, "password": PASSWORD}
+        )
     assert failed == [401] * idn.LOGIN_FAILURES  # the fifth failure is still a plain 401
     assert counted == str(idn.LOGIN_FAILURES)
     # the window started with the first failure, not with the last one
@@ -94,6 +103,8 @@ async def test_sign_in_is_throttled_per_email_after_five_failures(local_stack: S
         <= int(right.headers["retry-after"])
         <= math.ceil(window_ms / 1000)
     )
+    assert (closing.status_code, closing.headers.get("retry-after")) == (429, "1")
+    assert after.status_code == 200  # the window is over: the right password signs in
 
 
 async def test_unknown_emails_are_throttled_like_known_ones(local_stack: Stack) -> None:
