@@ -74,9 +74,7 @@ async def resolve(
     )
 
 
-# how long "none is known" is believed (at start-up, the first answer), in seconds; re-reading
-# sooner or later gives the same answers, only more or less often
-EMPTY_TTL = 0.02  # pragma: no mutate - a re-read's frequency, not its answer
+EMPTY_TTL = 0.02  # seconds "none is known" is believed (at start-up, the first answer)
 
 
 class PeerResolver:

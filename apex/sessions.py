@@ -58,8 +58,7 @@ class SessionStore:
         for _ in range(UPDATE_TRIES):
             with contextlib.suppress(aioredis.WatchError):
                 return await self._try_update(session_key(sid), changes)
-            # a jitter to let the winner through: its spread is no behaviour
-            await asyncio.sleep(random.uniform(0, 0.002))  # pragma: no mutate
+            await asyncio.sleep(random.uniform(0, 0.002))  # let the winner through
         raise RuntimeError(f"session {sid}: too many concurrent updates")
 
     async def _try_update(self, key: str, changes: dict[str, Any]) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ from apex.tokens import TokenError, bearer
 
 QUERY_TOKEN_KEYS = ("token", "access_token", "jwt", "auth")
 MAX_FRAME_BYTES = 64 * 1024
-HEALTH_PROBE_S = 0.5  # pragma: no mutate - a probe's patience: any short wait answers alike
+HEALTH_PROBE_S = 0.5  # a readiness probe's patience
 
 
 def handshake_token(ws: WebSocket) -> tuple[str, str | None]:

@@ -126,8 +126,7 @@ async def expire(lineages: dict[str, Lineage], window: float) -> None:
     """Forget the lineages nobody resumed within `window` seconds (checked every quarter
     of it, at least once a second) and stop their runs."""
     while True:
-        # how often it looks, not what it decides
-        await asyncio.sleep(min(1.0, window / 4))  # pragma: no mutate
+        await asyncio.sleep(min(1.0, window / 4))
         now = time.monotonic()
         for key, ln in list(lineages.items()):
             if ln.conn is None and now - ln.detached_at > window:
