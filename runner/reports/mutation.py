@@ -57,17 +57,8 @@ def _table(scores: list[EntryScore]) -> Table:
     ):
         table.add_column(column, justify="left" if column == "Entry" else "right", no_wrap=True)
     for s in scores:
-        table.add_row(
-            s.entry_id,
-            money(s.mrr),
-            str(s.mutants),
-            str(s.marked),
-            str(s.run),
-            str(s.killed),
-            str(s.survived),
-            str(s.timed_out),
-            _score(s),
-        )
+        counts = (s.mutants, s.marked, s.run, s.killed, s.survived, s.timed_out)
+        table.add_row(s.entry_id, money(s.mrr), *map(str, counts), _score(s))
     return table
 
 
