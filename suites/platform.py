@@ -74,6 +74,11 @@ async def eventually(
     return time.perf_counter() - started
 
 
+async def key_gone(client: Any, key: str) -> bool:
+    """Has Redis forgot `key` (expired or deleted)? A probe for `eventually`."""
+    return not await client.exists(key)
+
+
 @contextmanager
 def extra_instance(stack: Stack, name: str, workdir: Path, **env: str) -> Iterator[ServiceProcess]:
     """A second process of service `name` on a port of its own, with `env` on top of the

@@ -20,7 +20,7 @@ import pytest
 
 from apex.client import ApexClient, ApexError, Endpoints, Tokens, connect, gateway_http, receive
 from apex.launcher import Stack
-from suites.platform import Platform, eventually
+from suites.platform import Platform, eventually, key_gone
 from suites.tier2 import identity as idn
 from suites.tier2.direct import claims, redis_of, sqlite_rows
 
@@ -71,10 +71,6 @@ async def _fail(api: ApexClient, email: str, times: int) -> list[int]:
     ]
 
 
-async def _gone(client: Any, key: str) -> bool:
-    return not await client.exists(key)
-
-
 async def test_sign_in_is_throttled_per_email_after_five_failures(local_stack: Stack) -> None:
     async with ApexClient(local_stack.endpoints()) as api, redis_of(local_stack) as client:
         email, _ = await api.new_user("throttled")
@@ -109,7 +105,7 @@ async def test_retry_after_at_the_window_end_is_one_second(local_stack: Stack) -
         await client.pexpire(key, 900)  # any rest under 1 s says "1"
         login = {"email": email, "password": PASSWORD}
         closing = await api.http.post(f"{api.ep.auth}/auth/login", json=login)
-        await eventually(lambda: _gone(client, key), 3.0, interval=0.02)
+        await eventually(lambda: key_gone(client, key), 3.0, interval=0.02)
         after = await api.http.post(f"{api.ep.auth}/auth/login", json=login)
     assert (closing.status_code, closing.headers.get("retry-after")) == (429, "1")
     assert after.status_code == 200  # the window is over: the right password signs in

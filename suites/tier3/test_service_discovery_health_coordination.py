@@ -26,7 +26,7 @@ import redis.asyncio as aioredis
 from apex.client import ApexClient, Endpoints, ask, connect, gateway_http
 from apex.launcher import Stack
 from apex.tls import tls
-from suites.platform import eventually, extra_instance, service_urls
+from suites.platform import eventually, extra_instance, key_gone, service_urls
 from suites.tier3.discovery_support import beat_gaps, current, records, watch
 from suites.tier3.fakes import FakeState, fake_server, record, register
 
@@ -84,12 +84,8 @@ async def test_every_instance_registers_beats_within_its_ttl_and_leaves_at_once(
         key = f"discovery:idp:{probed[-1].record['instance']}"
         assert probe.pid is not None
         os.kill(probe.pid, signal.SIGTERM)
-        left = await eventually(lambda: _gone(registry, key), PROBE_TTL - 1, interval=0.01)
+        left = await eventually(lambda: key_gone(registry, key), PROBE_TTL - 1, interval=0.01)
     assert left < 1.0  # deregistered on its way out, not left to expire
-
-
-async def _gone(client: aioredis.Redis, key: str) -> bool:
-    return not await client.exists(key)
 
 
 def _assert_records(mine: dict[str, dict[str, Any]], stack: Stack) -> None:
