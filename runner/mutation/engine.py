@@ -66,7 +66,8 @@ class Session:
         self.db = self.cr.work_db.WorkDB(str(self.path), self.cr.work_db.WorkDB.Mode.create)
         if fresh or self.db.num_work_items == 0:
             self.cr.commands.init([root / f for f in files], self.db, {})
-        self.cr.tools.filters.pragma_no_mutate.PragmaNoMutateFilter().filter(self.db, None)
+            # once, as the mutants are made: the session is tied to the files' contents
+            self.cr.tools.filters.pragma_no_mutate.PragmaNoMutateFilter().filter(self.db, None)
         self.marked = frozenset(
             job
             for job, result in self.db.results

@@ -195,4 +195,4 @@ def test_a_line_marked_no_mutate_is_counted_never_run(calc: Project, tmp_path: P
     checks = _entries(calc)["checks"]
     assert checks["marked_equivalent"] == sum(m.marked for m in mutants) > 0
     assert checks["mutants"] == sum(not m.marked for m in mutants)
-    assert "line 5" not in proc.stdout and "calc.py:5 " not in proc.stdout
+    assert "calc.py:5 " not in proc.stdout
